@@ -1,0 +1,214 @@
+package netpoll
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hydrogen-mq/hydrogen/wire"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	stateOpen    = iota
+	stateClosing // Close was asked for; the loop has not closed the fd yet
+	stateClosed
+)
+
+// Conn is one client connection. It is a handle, not an fd: the loop that
+// owns the connection alone touches the fd, and a Conn that has closed
+// refuses every Send, so nothing queued for it can reach a later
+// connection that the kernel gave the same fd number.
+//
+// Send, SendFrame, Close, PauseRead, ResumeRead and the accessors are safe
+// for concurrent use from any goroutine.
+type Conn struct {
+	id     uint64
+	remote *net.TCPAddr
+	loop   *loop
+	value  any
+
+	// Loop-only state: read and written by the owning loop alone.
+	fd           int
+	gen          int32
+	mask         uint32 // events registered with epoll
+	readPaused   bool   // pause applied to mask
+	readClosed   bool   // peer half-closed; waiting for replies to drain
+	done         bool   // the loop closed the fd and reported OnClose
+	lastRead     int64  // loop clock, nanoseconds
+	blockedSince int64  // loop clock when the queue began waiting for EPOLLOUT; 0 if not waiting
+	readClosedAt int64
+	dec          wire.Decoder
+	out          outbound // bytes being written
+
+	inflight atomic.Int32 // batches delivered and not yet released
+	queued   atomic.Int64 // outbound bytes accepted by Send and not yet written
+
+	mu        sync.Mutex
+	state     int
+	reason    error // why Close was asked for
+	scheduled bool  // on the loop's ready list
+	paused    bool  // pause asked for by the layer above
+	pend      pending
+}
+
+// ID is unique among the connections of a server for its lifetime.
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr is the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// SetValue attaches the layer above's state to the connection. Call it in
+// Handler.OnOpen, before the connection is shared with other goroutines;
+// Value may then be read from any goroutine that learned of the
+// connection after OnOpen.
+func (c *Conn) SetValue(v any) { c.value = v }
+
+// Value returns what SetValue attached.
+func (c *Conn) Value() any { return c.value }
+
+// Queued reports the outbound bytes accepted by Send and not yet written
+// to the socket.
+func (c *Conn) Queued() int { return int(c.queued.Load()) }
+
+// Send frames payload and queues it for writing. The payload is copied;
+// the caller may reuse it at once. Frames queued by one goroutine are
+// written in the order queued.
+//
+// It returns ErrClosed on a connection that is closed or closing,
+// ErrFrameTooLarge for a payload over 65,535 bytes, and ErrSlowConsumer
+// when the queue would pass the connection's byte bound, in which case
+// the connection is closed as a slow consumer.
+func (c *Conn) Send(payload []byte) error {
+	if len(payload) > wire.MaxPayload {
+		return ErrFrameTooLarge
+	}
+	size := int64(wire.FrameSize(len(payload)))
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.queued.Load()+size > c.loop.maxPending {
+		c.closeLocked(ErrSlowConsumer)
+		c.mu.Unlock()
+		c.loop.schedule(c)
+		return ErrSlowConsumer
+	}
+	c.pend.appendFrame(payload)
+	c.queued.Add(size)
+	wake := !c.scheduled
+	c.scheduled = true
+	c.mu.Unlock()
+	if wake {
+		c.loop.schedule(c)
+	}
+	return nil
+}
+
+// SendFrame queues an encoded frame (as made by wire.AppendFrame) without
+// copying it, so that one encoding can be shared by many connections. The
+// frame must not be modified afterwards. Errors are those of Send.
+func (c *Conn) SendFrame(frame []byte) error {
+	if len(frame) < wire.Overhead || frame[0] != wire.Start || len(frame) != wire.FrameSize(int(frame[1])<<8|int(frame[2])) {
+		panic("netpoll: SendFrame given bytes that are not one encoded frame")
+	}
+	size := int64(len(frame))
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.queued.Load()+size > c.loop.maxPending {
+		c.closeLocked(ErrSlowConsumer)
+		c.mu.Unlock()
+		c.loop.schedule(c)
+		return ErrSlowConsumer
+	}
+	c.pend.appendShared(frame)
+	c.queued.Add(size)
+	wake := !c.scheduled
+	c.scheduled = true
+	c.mu.Unlock()
+	if wake {
+		c.loop.schedule(c)
+	}
+	return nil
+}
+
+// Close closes the connection with the given reason, reported to
+// Handler.OnClose (nil means ErrClosed). What is already queued gets one
+// non-blocking attempt at being written first. Close returns at once; the
+// loop closes the fd. Closing a closed connection does nothing.
+func (c *Conn) Close(reason error) {
+	if reason == nil {
+		reason = ErrClosed
+	}
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	c.closeLocked(reason)
+	c.mu.Unlock()
+	c.loop.schedule(c)
+}
+
+func (c *Conn) closeLocked(reason error) {
+	c.state = stateClosing
+	c.reason = reason
+	c.scheduled = true
+}
+
+// PauseRead stops reading from the connection until ResumeRead: the kernel
+// buffers fill and TCP pushes back on the sender. Frames already read are
+// still delivered.
+func (c *Conn) PauseRead() { c.setPaused(true) }
+
+// ResumeRead undoes PauseRead.
+func (c *Conn) ResumeRead() { c.setPaused(false) }
+
+func (c *Conn) setPaused(p bool) {
+	c.mu.Lock()
+	if c.state != stateOpen || c.paused == p {
+		c.mu.Unlock()
+		return
+	}
+	c.paused = p
+	wake := !c.scheduled
+	c.scheduled = true
+	c.mu.Unlock()
+	if wake {
+		c.loop.schedule(c)
+	}
+}
+
+// batchReleased is called when a batch from this connection is released.
+// A half-closed connection waits for that before it closes.
+func (c *Conn) batchReleased() {
+	if c.inflight.Add(-1) != 0 {
+		return
+	}
+	c.mu.Lock()
+	wake := c.state == stateOpen && !c.scheduled
+	if wake {
+		c.scheduled = true
+	}
+	c.mu.Unlock()
+	if wake {
+		c.loop.schedule(c)
+	}
+}
+
+// socketError fetches the pending error of a socket that reported
+// EPOLLERR.
+func socketError(fd int) error {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return err
+	}
+	if v == 0 {
+		return nil
+	}
+	return unix.Errno(v)
+}

@@ -1,0 +1,37 @@
+// Package netpoll is hydrogen's network core: a listener and N epoll event
+// loops, built on golang.org/x/sys/unix rather than Go's net package, that
+// read and decode frames and write queued frames with writev.
+//
+// Each loop owns an epoll instance and the connections assigned to it;
+// only the loop goroutine touches their fds, and it reports each
+// connection's life to a Handler: OnOpen, then OnFrames with every frame
+// one read produced, then OnClose exactly once with the reason.
+// Loop 0 also accepts and deals the new connections round robin.
+//
+// Events are level-triggered: a loop reads at most one buffer from a
+// ready connection per wakeup, so a busy connection cannot starve the
+// rest, and pausing reads is only a change of the registered mask.
+//
+// Writing: Conn.Send copies a frame into the connection's queue and
+// Conn.SendFrame queues shared, pre-encoded bytes (a broadcast encodes
+// once); either may be called from any goroutine. The first Send of a
+// batch puts the connection on its loop's ready list and wakes the loop
+// through an eventfd, at most once per batch; the loop swaps the queue
+// out under the connection's mutex and writes it with writev, outside
+// any lock, waiting for EPOLLOUT when the socket is full.
+//
+// Limits: a connection whose queue passes Config.MaxPending bytes, or does
+// not drain for Config.WriteTimeout, is closed as a slow consumer without
+// holding up any other. The layer above can PauseRead a connection for
+// inbound backpressure. Config.MaxConns bounds open connections. When
+// accept fails for lack of file descriptors, the listener is unwatched
+// for a growing backoff (5 ms to 1 s), so the loop neither spins nor stops
+// serving, and accepting resumes when descriptors free up.
+//
+// A Conn is a handle, never an fd: after it closes its Send returns
+// ErrClosed, and epoll events carry a generation beside the fd, so
+// nothing meant for a closed connection can reach the next one the kernel
+// gives the same fd number.
+//
+// Concurrency: Server and Conn methods are safe for concurrent use.
+package netpoll

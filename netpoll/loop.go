@@ -1,0 +1,556 @@
+package netpoll
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenerMarker is the epoll data of the listening socket in loop 0.
+const listenerMarker = -2
+
+// Accept backoff on EMFILE/ENFILE: long enough not to spin, short enough
+// that service resumes soon after descriptors free up.
+const (
+	minAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff = time.Second
+)
+
+// Loop control requests from the server, applied on the loop goroutine.
+const (
+	ctlQuiesce = 1 << iota // stop accepting and reading
+	ctlDrain               // close each connection once its queue is written
+	ctlForce               // close every connection now
+)
+
+// loop is one event loop: an epoll instance, the connections assigned to
+// it, and a goroutine that alone touches their fds.
+type loop struct {
+	idx     int
+	srv     *Server
+	p       *poller
+	handler Handler
+	log     *slog.Logger
+	stats   counters
+
+	maxPending   int64
+	maxPayload   int
+	writeTimeout int64
+	idleTimeout  int64
+	tickEvery    int64
+
+	// Loop-only state.
+	byFD       []*Conn // open connections by fd
+	nconns     int
+	nextGen    int32
+	now        int64
+	nextTick   int64
+	buf        []byte
+	iov        []unix.Iovec
+	quiesced   bool
+	draining   bool
+	ln         *listener // loop 0 only, until quiesced
+	lnArmed    bool
+	backoff    time.Duration
+	retryAt    int64
+	readyLocal []*Conn
+	newLocal   []*Conn
+
+	// Shared with other goroutines under mu.
+	mu       sync.Mutex
+	ready    []*Conn // connections with queued work
+	newConns []*Conn // accepted connections handed to this loop
+	ctl      int
+}
+
+func (l *loop) schedule(c *Conn) {
+	l.mu.Lock()
+	l.ready = append(l.ready, c)
+	l.mu.Unlock()
+	l.p.trigger()
+}
+
+func (l *loop) control(op int) {
+	l.mu.Lock()
+	l.ctl |= op
+	l.mu.Unlock()
+	l.p.trigger()
+}
+
+func (l *loop) adopt(c *Conn) {
+	l.mu.Lock()
+	l.newConns = append(l.newConns, c)
+	l.mu.Unlock()
+	l.p.trigger()
+}
+
+func (l *loop) run() error {
+	defer l.p.close()
+	events := make([]unix.EpollEvent, 256)
+	l.now = time.Now().UnixNano()
+	l.nextTick = l.now + l.tickEvery
+	for {
+		n, err := l.p.wait(events, l.timeout())
+		if err != nil {
+			l.closeAll(ErrShutdown)
+			return fmt.Errorf("loop %d: %w", l.idx, err)
+		}
+		l.now = time.Now().UnixNano()
+		for i := range n {
+			ev := &events[i]
+			switch ev.Pad {
+			case wakeMarker:
+				l.p.drainWake()
+			case listenerMarker:
+				l.accept()
+			default:
+				l.event(ev)
+			}
+		}
+		l.processQueues()
+		if l.now >= l.nextTick {
+			l.tick()
+		}
+		if l.draining && l.nconns == 0 {
+			l.closeListener()
+			return nil
+		}
+	}
+}
+
+func (l *loop) timeout() int {
+	d := l.nextTick - l.now
+	if l.retryAt != 0 && l.retryAt-l.now < d {
+		d = l.retryAt - l.now
+	}
+	if d <= 0 {
+		return 0
+	}
+	return int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+}
+
+func (l *loop) lookup(fd, gen int32) *Conn {
+	if int(fd) >= len(l.byFD) {
+		return nil
+	}
+	c := l.byFD[fd]
+	if c == nil || c.gen != gen {
+		return nil
+	}
+	return c
+}
+
+func (l *loop) event(ev *unix.EpollEvent) {
+	c := l.lookup(ev.Fd, ev.Pad)
+	if c == nil {
+		return // a stale event for a connection closed earlier in this batch
+	}
+	e := ev.Events
+	if e&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0 && c.mask&unix.EPOLLIN != 0 {
+		l.read(c)
+	}
+	if c.done {
+		return
+	}
+	if e&unix.EPOLLOUT != 0 {
+		l.flush(c)
+	}
+	if c.done {
+		return
+	}
+	if e&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		// Both directions are gone (RST, or a full close). Level-triggered
+		// HUP cannot be masked, so leaving the connection registered would
+		// spin the loop.
+		err := socketError(c.fd)
+		if err == nil {
+			l.close(c, ErrPeerClosed, reasonPeer)
+		} else {
+			l.close(c, fmt.Errorf("%w: %w", ErrReset, err), reasonReset)
+		}
+	}
+}
+
+// read does one read into the loop's buffer and delivers the frames it
+// completed in one Handler call.
+func (l *loop) read(c *Conn) {
+	n, err := unix.Read(c.fd, l.buf)
+	if n > 0 {
+		c.lastRead = l.now
+		size := n + c.dec.Buffered() // payloads can not exceed the bytes in hand
+		c.dec.Feed(l.buf[:n])
+		var b *Batch
+		var payload uint64
+		var perr error
+		for {
+			p, ok, err := c.dec.Next()
+			if err != nil {
+				perr = err
+				break
+			}
+			if !ok {
+				break
+			}
+			if b == nil {
+				b = newBatch(c, size)
+			}
+			b.add(p)
+			payload += uint64(len(p))
+		}
+		if b != nil {
+			l.stats.msgRecv.Add(uint64(len(b.Frames)))
+			l.stats.bytesRecv.Add(payload)
+			c.inflight.Add(1)
+			l.handler.OnFrames(c, b)
+		}
+		if perr != nil {
+			l.close(c, fmt.Errorf("%w: %w", ErrProtocol, perr), reasonProtocol)
+		}
+		return
+	}
+	switch {
+	case err == nil: // end of file: the peer half-closed or closed
+		c.readClosed = true
+		c.readClosedAt = l.now
+		l.updateMask(c)
+		l.maybeFinish(c)
+	case err == unix.EAGAIN || err == unix.EINTR:
+	default:
+		l.close(c, fmt.Errorf("%w: %w", ErrReset, err), reasonReset)
+	}
+}
+
+// flush writes what is queued until the socket is full or the queue is
+// empty, and arms or disarms EPOLLOUT to match.
+func (l *loop) flush(c *Conn) {
+	for range 4 { // bound the time one connection holds the loop
+		if c.out.empty() {
+			c.mu.Lock()
+			if c.pend.empty() {
+				c.mu.Unlock()
+				break
+			}
+			frames, payload := c.out.take(&c.pend)
+			c.mu.Unlock()
+			l.stats.msgSent.Add(frames)
+			l.stats.bytesSent.Add(payload)
+		}
+		l.iov = c.out.iovecs(l.iov)
+		n, err := writev(c.fd, l.iov)
+		if n > 0 {
+			c.out.advance(n)
+			c.queued.Add(-int64(n))
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil && err != unix.EINTR {
+			l.close(c, fmt.Errorf("%w: %w", ErrReset, err), reasonReset)
+			return
+		}
+	}
+	if c.out.empty() {
+		c.blockedSince = 0
+	} else if c.blockedSince == 0 {
+		c.blockedSince = l.now
+	}
+	l.updateMask(c)
+	l.maybeFinish(c)
+}
+
+// maybeFinish closes a connection whose work is done: half-closed by the
+// peer with every delivered batch released and every reply written, or
+// drained at shutdown.
+func (l *loop) maybeFinish(c *Conn) {
+	if c.done || !c.out.empty() {
+		return
+	}
+	if c.readClosed && c.inflight.Load() == 0 && c.queued.Load() == 0 {
+		l.close(c, ErrPeerClosed, reasonPeer)
+	} else if l.draining && c.queued.Load() == 0 {
+		l.close(c, ErrShutdown, reasonShutdown)
+	}
+}
+
+func (l *loop) updateMask(c *Conn) {
+	if c.done {
+		return
+	}
+	var want uint32
+	if !c.readClosed && !c.readPaused && !l.quiesced {
+		want |= evRead
+	}
+	if !c.out.empty() {
+		want |= evWrite
+	}
+	if want == c.mask {
+		return
+	}
+	if err := l.p.control(unix.EPOLL_CTL_MOD, c.fd, c.gen, want); err != nil {
+		l.close(c, fmt.Errorf("%w: %w", ErrReset, err), reasonReset)
+		return
+	}
+	c.mask = want
+}
+
+func (l *loop) processQueues() {
+	l.mu.Lock()
+	ready, newConns, ctl := l.ready, l.newConns, l.ctl
+	l.ready, l.readyLocal = l.readyLocal[:0], ready
+	l.newConns, l.newLocal = l.newLocal[:0], newConns
+	l.ctl = 0
+	l.mu.Unlock()
+
+	for _, c := range newConns {
+		l.register(c)
+	}
+	clear(newConns)
+	if ctl != 0 {
+		l.applyControl(ctl)
+	}
+	for _, c := range ready {
+		if c.done {
+			continue
+		}
+		c.mu.Lock()
+		c.scheduled = false
+		state, reason, paused := c.state, c.reason, c.paused
+		c.mu.Unlock()
+		if state == stateClosing {
+			if errors.Is(reason, ErrSlowConsumer) {
+				l.close(c, reason, reasonSlow)
+				continue
+			}
+			l.flush(c) // one non-blocking attempt, as Close promises
+			if !c.done {
+				l.close(c, reason, reasonOf(reason))
+			}
+			continue
+		}
+		if paused != c.readPaused {
+			c.readPaused = paused
+			if paused {
+				l.stats.paused.Add(1)
+			} else {
+				l.stats.paused.Add(-1)
+			}
+		}
+		l.flush(c)
+	}
+	clear(ready)
+}
+
+func (l *loop) register(c *Conn) {
+	if l.draining || l.quiesced {
+		l.srv.open.Add(-1)
+		unix.Close(c.fd)
+		l.stats.closed[reasonShutdown].Add(1)
+		return
+	}
+	c.loop = l
+	c.gen = l.nextGen & 0x7fffffff
+	l.nextGen++
+	c.lastRead = l.now
+	c.dec.Init(l.maxPayload)
+	for c.fd >= len(l.byFD) {
+		l.byFD = append(l.byFD, make([]*Conn, len(l.byFD)+64)...)
+	}
+	l.byFD[c.fd] = c
+	l.nconns++
+	l.stats.open.Add(1)
+	l.handler.OnOpen(c)
+	c.mask = evRead
+	if err := l.p.control(unix.EPOLL_CTL_ADD, c.fd, c.gen, c.mask); err != nil {
+		l.close(c, fmt.Errorf("%w: %w", ErrReset, err), reasonReset)
+	}
+}
+
+// close closes c's fd and reports OnClose exactly once.
+func (l *loop) close(c *Conn, err error, r reason) {
+	if c.done {
+		return
+	}
+	c.done = true
+	c.mu.Lock()
+	c.state = stateClosed
+	c.pend = pending{}
+	c.mu.Unlock()
+	c.out = outbound{}
+	c.queued.Store(0)
+	// Closing the fd removes it from the epoll set; the fd number may be
+	// reused at once, which the generation in the event data guards.
+	l.byFD[c.fd] = nil
+	unix.Close(c.fd)
+	l.nconns--
+	l.stats.open.Add(-1)
+	l.srv.open.Add(-1)
+	if c.readPaused {
+		l.stats.paused.Add(-1)
+	}
+	l.stats.closed[r].Add(1)
+	l.handler.OnClose(c, err)
+}
+
+func reasonOf(err error) reason {
+	switch {
+	case errors.Is(err, ErrSlowConsumer):
+		return reasonSlow
+	case errors.Is(err, ErrIdle):
+		return reasonIdle
+	case errors.Is(err, ErrProtocol):
+		return reasonProtocol
+	case errors.Is(err, ErrShutdown):
+		return reasonShutdown
+	case errors.Is(err, ErrLimit):
+		return reasonLimit
+	}
+	return reasonLocal
+}
+
+func (l *loop) applyControl(ctl int) {
+	if ctl&ctlQuiesce != 0 && !l.quiesced {
+		l.quiesced = true
+		l.closeListener()
+		for _, c := range l.byFD {
+			if c != nil {
+				l.updateMask(c)
+			}
+		}
+	}
+	if ctl&ctlDrain != 0 && !l.draining {
+		l.draining = true
+		for _, c := range l.byFD {
+			if c != nil {
+				l.maybeFinish(c)
+			}
+		}
+	}
+	if ctl&ctlForce != 0 {
+		l.closeAll(ErrShutdown)
+	}
+}
+
+func (l *loop) closeAll(err error) {
+	for _, c := range l.byFD {
+		if c != nil {
+			l.close(c, err, reasonShutdown)
+		}
+	}
+}
+
+func (l *loop) closeListener() {
+	if l.ln == nil {
+		return
+	}
+	if err := l.ln.close(); err != nil {
+		l.log.Warn("closing the listener", "err", err)
+	}
+	l.ln = nil
+	l.lnArmed = false
+	l.retryAt = 0
+}
+
+// tick enforces the time limits: write deadlines, idle timeouts, the
+// linger of half-closed connections, and the accept backoff.
+func (l *loop) tick() {
+	l.nextTick = l.now + l.tickEvery
+	if l.retryAt != 0 && l.now >= l.retryAt {
+		l.retryAt = 0
+		l.armListener()
+		l.accept()
+	}
+	for _, c := range l.byFD {
+		if c == nil {
+			continue
+		}
+		switch {
+		case c.blockedSince != 0 && l.now-c.blockedSince > l.writeTimeout:
+			l.close(c, fmt.Errorf("%w: queue not drained for %v", ErrSlowConsumer, time.Duration(l.writeTimeout)), reasonSlow)
+		case c.readClosed && l.now-c.readClosedAt > l.writeTimeout:
+			l.close(c, ErrPeerClosed, reasonPeer)
+		case l.idleTimeout > 0 && !c.readClosed && l.now-c.lastRead > l.idleTimeout:
+			l.close(c, ErrIdle, reasonIdle)
+		}
+	}
+}
+
+func (l *loop) armListener() {
+	if l.ln == nil || l.lnArmed {
+		return
+	}
+	if err := l.p.control(unix.EPOLL_CTL_ADD, l.ln.fd, listenerMarker, unix.EPOLLIN); err != nil {
+		l.log.Error("watching the listener", "err", err)
+		return
+	}
+	l.lnArmed = true
+}
+
+// accept takes the connections waiting on the listener and hands each to a
+// loop, round robin.
+func (l *loop) accept() {
+	if l.ln == nil || !l.lnArmed {
+		return
+	}
+	for range 256 { // then let the loop serve its connections
+		fd, sa, err := l.ln.accept()
+		if err != nil {
+			switch err {
+			case unix.EAGAIN:
+				return
+			case unix.EINTR, unix.ECONNABORTED:
+				continue
+			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+				l.backOff(err)
+				return
+			default:
+				l.log.Error("accept", "addr", l.srv.addr, "err", err)
+				l.backOff(err)
+				return
+			}
+		}
+		l.backoff = 0
+		l.stats.accepted.Add(1)
+		s := l.srv
+		if max := s.cfg.MaxConns; max > 0 && s.open.Load() >= int64(max) {
+			unix.Close(fd)
+			l.stats.closed[reasonLimit].Add(1)
+			continue
+		}
+		s.open.Add(1)
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		c := &Conn{id: s.nextID.Add(1), fd: fd, remote: tcpAddr(sa)}
+		target := s.loops[s.next%uint64(len(s.loops))]
+		s.next++
+		c.loop = target
+		if target == l {
+			l.register(c)
+		} else {
+			target.adopt(c)
+		}
+	}
+}
+
+// backOff stops watching the listener for a while when accept fails for
+// lack of resources: the pending connection stays in the kernel's queue,
+// so a level-triggered listener would otherwise wake the loop forever.
+func (l *loop) backOff(err error) {
+	if l.backoff == 0 {
+		l.backoff = minAcceptBackoff
+	} else {
+		l.backoff = min(2*l.backoff, maxAcceptBackoff)
+	}
+	l.stats.acceptBackoffs.Add(1)
+	if l.backoff == minAcceptBackoff {
+		l.log.Warn("accept failed; backing off", "addr", l.srv.addr, "err", err)
+	}
+	if l.lnArmed {
+		if cerr := l.p.control(unix.EPOLL_CTL_DEL, l.ln.fd, listenerMarker, 0); cerr == nil {
+			l.lnArmed = false
+		}
+	}
+	l.retryAt = l.now + int64(l.backoff)
+}

@@ -1,0 +1,139 @@
+package netpoll
+
+import (
+	"github.com/hydrogen-mq/hydrogen/wire"
+	"golang.org/x/sys/unix"
+)
+
+// maxIovecs caps one writev; the kernel's IOV_MAX is 1024.
+const maxIovecs = 1024
+
+// maxKeptArena bounds the frame bytes a connection keeps allocated between
+// bursts, so idle connections stay small.
+const maxKeptArena = 64 << 10
+
+// seg is one piece of a queue: a shared encoded frame, or (shared == nil)
+// the range [lo, hi) of the queue's own arena of copied frames.
+type seg struct {
+	shared []byte
+	lo, hi int
+}
+
+// pending is what senders have queued and the loop has not taken yet.
+// It is guarded by the Conn's mutex.
+type pending struct {
+	arena   []byte // frames copied by Send, back to back
+	start   int    // arena offset where the range not yet in segs begins
+	segs    []seg
+	frames  uint64 // frames queued, for the sent counters
+	payload uint64 // their payload bytes
+}
+
+func (p *pending) appendFrame(payload []byte) {
+	p.arena, _ = wire.AppendFrame(p.arena, payload)
+	p.frames++
+	p.payload += uint64(len(payload))
+}
+
+func (p *pending) appendShared(frame []byte) {
+	p.cut()
+	p.segs = append(p.segs, seg{shared: frame})
+	p.frames++
+	p.payload += uint64(len(frame) - wire.Overhead)
+}
+
+// cut closes the arena range written since the last segment.
+func (p *pending) cut() {
+	if len(p.arena) > p.start {
+		p.segs = append(p.segs, seg{lo: p.start, hi: len(p.arena)})
+		p.start = len(p.arena)
+	}
+}
+
+func (p *pending) empty() bool { return len(p.segs) == 0 && len(p.arena) == p.start }
+
+// outbound is the loop's side of a connection's queue: the bytes taken from
+// pending and being written. Senders fill one arena while the loop writes
+// the other; the two are swapped only when the loop has written all of its
+// own, so neither side ever sees the other's bytes change.
+type outbound struct {
+	arena []byte
+	segs  []seg
+	head  int // first segment not fully written
+	off   int // bytes of segs[head] already written
+}
+
+func (o *outbound) empty() bool { return o.head == len(o.segs) }
+
+// take moves p's queue into o, which must be empty, and returns the frame
+// and payload counts it moved.
+func (o *outbound) take(p *pending) (frames, payload uint64) {
+	p.cut()
+	o.arena, p.arena = p.arena, o.arena[:0]
+	o.segs, p.segs = p.segs, o.segs[:0]
+	o.head, o.off = 0, 0
+	p.start = 0
+	frames, payload = p.frames, p.payload
+	p.frames, p.payload = 0, 0
+	return frames, payload
+}
+
+// iovecs fills iov with the unwritten bytes, at most maxIovecs pieces.
+func (o *outbound) iovecs(iov []unix.Iovec) []unix.Iovec {
+	iov = iov[:0]
+	for i := o.head; i < len(o.segs) && len(iov) < maxIovecs; i++ {
+		b := o.bytes(i)
+		if i == o.head {
+			b = b[o.off:]
+		}
+		if len(b) == 0 {
+			continue
+		}
+		v := unix.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		iov = append(iov, v)
+	}
+	return iov
+}
+
+func (o *outbound) bytes(i int) []byte {
+	s := o.segs[i]
+	if s.shared != nil {
+		return s.shared
+	}
+	return o.arena[s.lo:s.hi]
+}
+
+// advance marks n bytes written.
+func (o *outbound) advance(n int) {
+	for n > 0 && o.head < len(o.segs) {
+		rest := len(o.bytes(o.head)) - o.off
+		if n < rest {
+			o.off += n
+			return
+		}
+		n -= rest
+		o.segs[o.head] = seg{} // drop the reference to a shared frame
+		o.head++
+		o.off = 0
+	}
+	if o.empty() {
+		o.reset()
+	}
+}
+
+// reset empties o, keeping small buffers for reuse and dropping large
+// ones.
+func (o *outbound) reset() {
+	clear(o.segs)
+	o.segs = o.segs[:0]
+	o.head, o.off = 0, 0
+	if cap(o.arena) > maxKeptArena {
+		o.arena = nil
+	} else {
+		o.arena = o.arena[:0]
+	}
+	if cap(o.segs) > maxIovecs {
+		o.segs = nil
+	}
+}

@@ -1,0 +1,117 @@
+package netpoll
+
+import (
+	"os"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Event masks a loop registers. Level-triggered on purpose: a loop reads
+// at most one buffer per ready connection per wakeup and relies on the
+// kernel to report the connection again while data remains, which keeps
+// one busy connection from starving the others; pausing a connection is
+// just removing evRead from its mask, with no lost edge to remember when
+// it resumes.
+const (
+	evRead  = unix.EPOLLIN | unix.EPOLLRDHUP
+	evWrite = unix.EPOLLOUT
+)
+
+// wakeMarker is the epoll data of the poller's eventfd; connection
+// registrations carry a non-negative generation there instead.
+const wakeMarker = -1
+
+// poller is one epoll instance with an eventfd for wakeups from other
+// goroutines. It is the only code here that calls epoll directly.
+type poller struct {
+	fd    int
+	wfd   int          // eventfd
+	woken atomic.Int32 // 1 while a wakeup is pending: at most one eventfd write per batch
+	wbuf  [8]byte
+}
+
+func openPoller() (*poller, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	p := &poller{fd: fd, wfd: wfd}
+	if err := p.control(unix.EPOLL_CTL_ADD, wfd, wakeMarker, unix.EPOLLIN); err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// control adds, modifies or deletes fd's registration. gen is stored in
+// the event data beside the fd so that a stale event for a closed fd can
+// never be taken for a newer connection that got the same fd number.
+func (p *poller) control(op, fd int, gen int32, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: gen}
+	if err := unix.EpollCtl(p.fd, op, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// wait blocks for events up to msec milliseconds (-1: no limit). An
+// interrupted wait reports zero events.
+func (p *poller) wait(events []unix.EpollEvent, msec int) (int, error) {
+	n, err := unix.EpollWait(p.fd, events, msec)
+	if err == unix.EINTR {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, os.NewSyscallError("epoll_wait", err)
+	}
+	return n, nil
+}
+
+// trigger wakes the loop blocked in wait. Callers that find a wakeup
+// already pending skip the syscall; the loop clears the flag before it
+// drains its queues, so no work queued after the clear goes unnoticed.
+func (p *poller) trigger() {
+	if !p.woken.CompareAndSwap(0, 1) {
+		return
+	}
+	one := [8]byte{1}
+	for {
+		_, err := unix.Write(p.wfd, one[:])
+		if err != unix.EINTR {
+			// EAGAIN means the counter is already non-zero: the loop
+			// will wake anyway.
+			return
+		}
+	}
+}
+
+// drainWake consumes the eventfd counter and re-arms trigger.
+func (p *poller) drainWake() {
+	_, _ = unix.Read(p.wfd, p.wbuf[:])
+	p.woken.Store(0)
+}
+
+func (p *poller) close() {
+	unix.Close(p.wfd)
+	unix.Close(p.fd)
+}
+
+// writev writes iovs to fd in one system call. x/sys's Writev builds its
+// iovec array on every call; this one reuses the caller's.
+func writev(fd int, iovs []unix.Iovec) (int, error) {
+	if len(iovs) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iovs[0])), uintptr(len(iovs)))
+	if errno != 0 {
+		return int(n), errno
+	}
+	return int(n), nil
+}

@@ -1,0 +1,247 @@
+package netpoll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hydrogen-mq/hydrogen/wire"
+)
+
+// Handler receives a server's connection events. Every method is called
+// on the connection's loop goroutine, in order (OnOpen, any number of
+// OnFrames, OnClose exactly once), and must not block: hand work to other
+// goroutines and return.
+type Handler interface {
+	OnOpen(c *Conn)
+	// OnFrames delivers the frames one read completed. The batch belongs
+	// to the handler, which must Release it when done with its payloads.
+	OnFrames(c *Conn, b *Batch)
+	// OnClose reports why the connection closed; Send fails from now on.
+	OnClose(c *Conn, err error)
+}
+
+// Config configures a Server. The zero value of each field means the
+// default in its comment.
+type Config struct {
+	Addr           string        // "host:port" to listen on; required
+	Loops          int           // event loops; default runtime.GOMAXPROCS(0)
+	MaxPayload     int           // largest payload accepted from a client; default and maximum 65,535
+	MaxConns       int           // connections open at once; default 0, no limit but the fd limit
+	MaxPending     int           // outbound bytes queued per connection before it is a slow consumer; default 4 MiB
+	WriteTimeout   time.Duration // how long a queue may go undrained before it is a slow consumer; default 10s
+	IdleTimeout    time.Duration // close a connection that sends nothing for this long; default 0, never
+	ReadBufferSize int           // bytes per read, per loop; default 64 KiB
+	Logger         *slog.Logger  // default slog.Default()
+}
+
+// Defaults, where they are not obvious from Config's comments.
+const (
+	DefaultMaxPending     = 4 << 20
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultReadBufferSize = 64 << 10
+)
+
+func (c *Config) setDefaults() error {
+	if c.Addr == "" {
+		return errors.New("netpoll: Config.Addr is required")
+	}
+	if c.Loops <= 0 {
+		c.Loops = runtime.GOMAXPROCS(0)
+	}
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = wire.MaxPayload
+	}
+	if c.MaxPayload > wire.MaxPayload {
+		return fmt.Errorf("netpoll: MaxPayload %d is over the wire's maximum %d", c.MaxPayload, wire.MaxPayload)
+	}
+	if c.MaxConns < 0 {
+		return fmt.Errorf("netpoll: MaxConns %d is negative", c.MaxConns)
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.MaxPending < wire.FrameSize(wire.MaxPayload) {
+		return fmt.Errorf("netpoll: MaxPending %d is less than one largest frame (%d bytes)", c.MaxPending, wire.FrameSize(wire.MaxPayload))
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.IdleTimeout < 0 {
+		return fmt.Errorf("netpoll: IdleTimeout %v is negative", c.IdleTimeout)
+	}
+	if c.ReadBufferSize <= 0 {
+		c.ReadBufferSize = DefaultReadBufferSize
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Server accepts connections and runs the event loops that serve them.
+type Server struct {
+	cfg   Config
+	addr  net.Addr
+	loops []*loop
+
+	nextID atomic.Uint64
+	open   atomic.Int64 // connections accepted and not yet closed, for MaxConns
+	next   uint64       // round-robin cursor, used by loop 0 alone
+
+	mu       sync.Mutex
+	started  bool
+	shutdown bool
+	done     chan struct{}
+	errs     []error
+}
+
+// Listen binds the address and prepares the loops; Serve starts them.
+// Connections that arrive before Serve wait in the kernel's queue.
+func Listen(cfg Config, h Handler) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("netpoll: nil Handler")
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	ln, err := listen(cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, addr: ln.addr, done: make(chan struct{})}
+	tick := min(cfg.WriteTimeout/8, 250*time.Millisecond)
+	if cfg.IdleTimeout > 0 {
+		tick = min(tick, cfg.IdleTimeout/8)
+	}
+	tick = max(tick, time.Millisecond)
+	for i := range cfg.Loops {
+		p, err := openPoller()
+		if err != nil {
+			for _, l := range s.loops {
+				l.p.close()
+			}
+			ln.close()
+			return nil, err
+		}
+		s.loops = append(s.loops, &loop{
+			idx:          i,
+			srv:          s,
+			p:            p,
+			handler:      h,
+			log:          cfg.Logger,
+			maxPending:   int64(cfg.MaxPending),
+			maxPayload:   cfg.MaxPayload,
+			writeTimeout: int64(cfg.WriteTimeout),
+			idleTimeout:  int64(cfg.IdleTimeout),
+			tickEvery:    int64(tick),
+			buf:          make([]byte, cfg.ReadBufferSize),
+		})
+	}
+	s.loops[0].ln = ln
+	return s, nil
+}
+
+// Addr is the address the server listens on, with the port the kernel
+// chose when Config.Addr asked for port 0.
+func (s *Server) Addr() net.Addr { return s.addr }
+
+// Loops is the number of event loops.
+func (s *Server) Loops() int { return len(s.loops) }
+
+// Serve runs the loops and blocks until they have all ended after
+// Shutdown, or one failed. It may be called once.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("netpoll: Serve called twice")
+	}
+	s.started = true
+	if s.shutdown {
+		s.mu.Unlock()
+		s.loops[0].closeListener()
+		for _, l := range s.loops {
+			l.p.close()
+		}
+		close(s.done)
+		return nil
+	}
+	s.mu.Unlock()
+	s.loops[0].armListener()
+	var wg sync.WaitGroup
+	for _, l := range s.loops {
+		wg.Go(func() {
+			if err := l.run(); err != nil {
+				s.mu.Lock()
+				s.errs = append(s.errs, err)
+				s.mu.Unlock()
+				// One failed loop takes the server down rather than
+				// leaving its connections silently unserved.
+				for _, o := range s.loops {
+					o.control(ctlQuiesce | ctlDrain | ctlForce)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(s.done)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(s.errs...)
+}
+
+// Quiesce stops accepting connections and reading from open ones; frames
+// already read are still delivered, and Sends are still written. It is the
+// first step of a graceful shutdown, letting the layer above finish the
+// work in hand before Shutdown drains the queues.
+func (s *Server) Quiesce() {
+	for _, l := range s.loops {
+		l.control(ctlQuiesce)
+	}
+}
+
+// Shutdown stops accepting and reading, writes what is queued on each
+// connection and closes it (reason ErrShutdown), and returns when every
+// loop has ended. When ctx ends first, the remaining connections are
+// closed at once and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	started := s.started
+	s.mu.Unlock()
+	if !started {
+		return nil // Serve will return at once
+	}
+	for _, l := range s.loops {
+		l.control(ctlQuiesce | ctlDrain)
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+	}
+	for _, l := range s.loops {
+		l.control(ctlForce)
+	}
+	<-s.done
+	return ctx.Err()
+}
+
+// Done is closed when Serve has returned.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Stats sums the loops' counters. It is safe to call at any time.
+func (s *Server) Stats() Stats {
+	var st Stats
+	for _, l := range s.loops {
+		l.stats.addTo(&st)
+	}
+	return st
+}

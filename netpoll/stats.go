@@ -1,0 +1,71 @@
+package netpoll
+
+import "sync/atomic"
+
+// Stats is a snapshot of a server's counters. Totals count since the
+// server started. Bytes are payload bytes, not frame bytes, as the
+// telemetry reply defines them.
+type Stats struct {
+	BytesRecv uint64 // payload bytes of frames received
+	MsgRecv   uint64 // frames received
+	BytesSent uint64 // payload bytes of frames handed to the kernel
+	MsgSent   uint64 // frames handed to the kernel
+
+	Accepted       uint64 // connections accepted (including ones refused at the limit)
+	Open           int64  // connections open now
+	PausedReads    int64  // connections whose reading is paused now
+	AcceptBackoffs uint64 // times accept backed off for lack of file descriptors
+
+	// Closed connections by reason.
+	ClosedPeer     uint64 // ErrPeerClosed
+	ClosedReset    uint64 // ErrReset
+	ClosedProtocol uint64 // ErrProtocol: protocol errors
+	ClosedSlow     uint64 // ErrSlowConsumer: slow consumers
+	ClosedIdle     uint64 // ErrIdle
+	ClosedLimit    uint64 // ErrLimit
+	ClosedShutdown uint64 // ErrShutdown
+	ClosedLocal    uint64 // closed by the layer above with its own reason
+}
+
+// counters are one loop's live counters. Each is written by its loop only
+// (so the atomics are uncontended) and read by Stats from any goroutine.
+type counters struct {
+	bytesRecv, msgRecv, bytesSent, msgSent atomic.Uint64
+	accepted, acceptBackoffs               atomic.Uint64
+	open, paused                           atomic.Int64
+	closed                                 [numReasons]atomic.Uint64
+	_                                      [64]byte // keep loops' counters off each other's cache lines
+}
+
+type reason int
+
+const (
+	reasonPeer reason = iota
+	reasonReset
+	reasonProtocol
+	reasonSlow
+	reasonIdle
+	reasonLimit
+	reasonShutdown
+	reasonLocal
+	numReasons
+)
+
+func (c *counters) addTo(s *Stats) {
+	s.BytesRecv += c.bytesRecv.Load()
+	s.MsgRecv += c.msgRecv.Load()
+	s.BytesSent += c.bytesSent.Load()
+	s.MsgSent += c.msgSent.Load()
+	s.Accepted += c.accepted.Load()
+	s.AcceptBackoffs += c.acceptBackoffs.Load()
+	s.Open += c.open.Load()
+	s.PausedReads += c.paused.Load()
+	s.ClosedPeer += c.closed[reasonPeer].Load()
+	s.ClosedReset += c.closed[reasonReset].Load()
+	s.ClosedProtocol += c.closed[reasonProtocol].Load()
+	s.ClosedSlow += c.closed[reasonSlow].Load()
+	s.ClosedIdle += c.closed[reasonIdle].Load()
+	s.ClosedLimit += c.closed[reasonLimit].Load()
+	s.ClosedShutdown += c.closed[reasonShutdown].Load()
+	s.ClosedLocal += c.closed[reasonLocal].Load()
+}
