@@ -100,6 +100,10 @@ func (l *loop) run() error {
 			return fmt.Errorf("loop %d: %w", l.idx, err)
 		}
 		l.now = time.Now().UnixNano()
+		// While the loop handles events, Sends made by its own handlers
+		// need no wakeup: processQueues runs right after. Marking the
+		// poller woken saves them the eventfd write.
+		l.p.woken.Store(1)
 		for i := range n {
 			ev := &events[i]
 			switch ev.Pad {
@@ -111,6 +115,7 @@ func (l *loop) run() error {
 				l.event(ev)
 			}
 		}
+		l.p.woken.Store(0)
 		l.processQueues()
 		if l.now >= l.nextTick {
 			l.tick()

@@ -92,10 +92,10 @@ func (p *poller) trigger() {
 	}
 }
 
-// drainWake consumes the eventfd counter and re-arms trigger.
+// drainWake consumes the eventfd counter. The loop re-arms trigger by
+// clearing woken before it drains its queues.
 func (p *poller) drainWake() {
 	_, _ = unix.Read(p.wfd, p.wbuf[:])
-	p.woken.Store(0)
 }
 
 func (p *poller) close() {
