@@ -97,8 +97,7 @@ func (c *Conn) Send(payload []byte) error {
 	}
 	c.pend.appendFrame(payload)
 	c.queued.Add(size)
-	wake := !c.scheduled
-	c.scheduled = true
+	wake := c.wakeLocked()
 	c.mu.Unlock()
 	if wake {
 		c.loop.schedule(c)
@@ -127,13 +126,26 @@ func (c *Conn) SendFrame(frame []byte) error {
 	}
 	c.pend.appendShared(frame)
 	c.queued.Add(size)
-	wake := !c.scheduled
-	c.scheduled = true
+	wake := c.wakeLocked()
 	c.mu.Unlock()
 	if wake {
 		c.loop.schedule(c)
 	}
 	return nil
+}
+
+// wakeLocked decides whether a Send must put the connection on its loop's
+// ready list. Not while the connection has batches out with the handler:
+// replies to a batch are then written together, in one writev, when the
+// batch is released (batchReleased schedules the connection), much as a
+// goroutine-per-connection server flushes once per read. The loop's tick
+// writes anything left waiting should a handler hold a batch for long.
+func (c *Conn) wakeLocked() bool {
+	if c.scheduled || c.inflight.Load() != 0 {
+		return false
+	}
+	c.scheduled = true
+	return true
 }
 
 // Close closes the connection with the given reason, reported to
