@@ -1,0 +1,274 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hydrogen-mq/hydrogen/netpoll"
+	"github.com/hydrogen-mq/hydrogen/telemetry"
+)
+
+// Config configures a Runtime. Zero values mean the defaults in the
+// comments.
+type Config struct {
+	MaxInbound int           // frames handed to actors and not yet handled, per stream, before its reading pauses; default 1024
+	MaxSpan    time.Duration // longest telemetry span; default 60s
+	Shards     int           // StreamList shards, normally the number of event loops; default 1
+	Logger     *slog.Logger  // default slog.Default()
+	Start      time.Time     // when the broker started, for up_time; default when New runs
+
+	// Counters reports the I/O counters for telemetry replies; it is
+	// called at most once per reply batch. Default: all zero.
+	Counters func() telemetry.Counters
+}
+
+// Defaults.
+const (
+	DefaultMaxInbound = 1024
+	DefaultMaxSpan    = 60 * time.Second
+)
+
+// Limits on telemetry requests waiting for their span, so that a flood
+// costs bounded memory and work: beyond them a request is answered at once
+// with an error.
+const (
+	maxTelemetryPerStream = 64
+	maxTelemetryTotal     = 16384
+)
+
+// maxWorkers bounds the goroutines running actor mailboxes. Only handlers
+// that block need more than one per core; past this many, mailboxes wait
+// for a blocked handler to return.
+const maxWorkers = 4096
+
+// Runtime runs the actors of one broker: a connection actor per stream,
+// the application actors and their supervision, and the telemetry actor.
+// It is the netpoll.Handler of the broker's server.
+type Runtime struct {
+	cfg        Config
+	log        *slog.Logger
+	system     *actor.ActorSystem
+	streams    *StreamList
+	maxInbound int32
+	resumeAt   int32
+	start      time.Time
+
+	connProps *actor.Props
+	appProps  *actor.Props // the application's props with our middleware
+	perStream bool
+	sharedPID *actor.PID
+	supPID    *actor.PID
+	telemPID  *actor.PID
+
+	panics    atomic.Uint64
+	restarts  atomic.Uint64
+	telemReqs atomic.Uint64
+	telemWait atomic.Int64
+	panicLog  rateLimit
+	stopped   atomic.Bool
+	disp      *dispatcher
+}
+
+// Stats are the runtime's own counters.
+type Stats struct {
+	HandlerPanics     uint64 // panics in application actors
+	HandlerRestarts   uint64 // application actor restarts
+	TelemetryRequests uint64 // 0x0D requests received
+	TelemetryWaiting  int64  // 0x0D requests waiting for their span now
+}
+
+// New starts the actor system and the telemetry actor; Start adds the
+// application.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.MaxInbound <= 0 {
+		cfg.MaxInbound = DefaultMaxInbound
+	}
+	if cfg.MaxSpan <= 0 {
+		cfg.MaxSpan = DefaultMaxSpan
+	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Counters == nil {
+		cfg.Counters = func() telemetry.Counters { return telemetry.Counters{} }
+	}
+	r := &Runtime{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		streams:    newStreamList(cfg.Shards),
+		maxInbound: int32(cfg.MaxInbound),
+		resumeAt:   int32(cfg.MaxInbound / 2),
+		start:      cfg.Start,
+	}
+	if r.start.IsZero() {
+		r.start = time.Now()
+	}
+	r.panicLog.every = time.Second
+	r.panicLog.burst = 5
+	r.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(quietHandler{cfg.Logger.Handler()}).With("component", "protoactor")
+	}))
+
+	// Mailboxes handle up to 300 messages before yielding, protoactor's
+	// default. As many workers as cores stay awake under load; blocked
+	// handlers can add up to maxWorkers in all.
+	r.disp = newDispatcher(runtime.GOMAXPROCS(0), maxWorkers, 300)
+	telem, err := r.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newTelemetryActor(r) }, actor.WithDispatcher(r.disp)), "telemetry")
+	if err != nil {
+		r.system.Shutdown()
+		return nil, fmt.Errorf("actors: spawning the telemetry actor: %w", err)
+	}
+	r.telemPID = telem
+	return r, nil
+}
+
+// Start adds the application; call it once, before the server delivers
+// its first connection. Exactly one of shared and perStream is set: shared
+// is one actor that receives every stream's messages; perStream is spawned
+// once per stream (Erlang style), as a child of the stream's connection
+// actor, and receives only that stream's messages.
+func (r *Runtime) Start(shared, perStream *actor.Props) error {
+	if (shared == nil) == (perStream == nil) {
+		return errors.New("actors: exactly one of a shared and a per-stream application must be given")
+	}
+	if r.appProps != nil {
+		return errors.New("actors: Start called twice")
+	}
+	app := shared
+	if app == nil {
+		app = perStream
+	}
+	r.perStream = perStream != nil
+	// Configure a copy: the caller's Props stay as they were.
+	cp := *app
+	r.appProps = cp.Configure(actor.WithReceiverMiddleware(r.appMiddleware), actor.WithDispatcher(r.disp))
+	strategy := actor.WithSupervisor(&restartAlways{rt: r})
+	// The connection actor runs on whichever goroutine sends to it, the
+	// event loop for its frames: its work per read is a loop of mailbox
+	// pushes, cheaper than the goroutine handoff a dispatcher would cost.
+	// Its mailbox still serialises it, and a sender that finds it busy
+	// only queues.
+	r.connProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{rt: r} }, strategy, actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)))
+	if shared == nil {
+		return nil
+	}
+	ready := make(chan *actor.PID, 1)
+	sup, err := r.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
+		return &appSupervisor{rt: r, ready: ready}
+	}, strategy, actor.WithDispatcher(r.disp)), "app")
+	if err != nil {
+		return fmt.Errorf("actors: spawning the application supervisor: %w", err)
+	}
+	r.supPID = sup
+	select {
+	case r.sharedPID = <-ready:
+	case <-time.After(10 * time.Second):
+		return errors.New("actors: the application actor did not start")
+	}
+	if r.sharedPID == nil {
+		return errors.New("actors: the application actor failed to spawn")
+	}
+	return nil
+}
+
+// System is the protoactor actor system, for applications that spawn
+// actors of their own.
+func (r *Runtime) System() *actor.ActorSystem { return r.system }
+
+// Streams is the list of open streams.
+func (r *Runtime) Streams() *StreamList { return r.streams }
+
+// Stats reports the runtime's counters.
+func (r *Runtime) Stats() Stats {
+	return Stats{
+		HandlerPanics:     r.panics.Load(),
+		HandlerRestarts:   r.restarts.Load(),
+		TelemetryRequests: r.telemReqs.Load(),
+		TelemetryWaiting:  r.telemWait.Load(),
+	}
+}
+
+// OnOpen implements netpoll.Handler: it registers the stream and spawns
+// its connection actor.
+func (r *Runtime) OnOpen(c *netpoll.Conn) {
+	s := &Stream{conn: c, list: r.streams, rt: r, appPID: r.sharedPID}
+	c.SetValue(s)
+	r.streams.add(s, int(c.ID()))
+	if r.connProps == nil {
+		c.Close(errors.New("actors: no application started"))
+		return
+	}
+	pid, err := r.system.Root.SpawnNamed(r.connProps, "conn-"+strconv.FormatUint(c.ID(), 10))
+	if err != nil {
+		r.log.Error("spawning a connection actor", "stream", c.ID(), "err", err)
+		c.Close(err)
+		return
+	}
+	s.connPID = pid
+	r.system.Root.Send(pid, &started{stream: s})
+}
+
+// OnFrames implements netpoll.Handler: one message to the connection actor
+// carries every frame of the read.
+func (r *Runtime) OnFrames(c *netpoll.Conn, b *netpoll.Batch) {
+	s := c.Value().(*Stream)
+	if s.connPID == nil {
+		b.Release()
+		return
+	}
+	s.framesIn(len(b.Frames))
+	r.system.Root.Send(s.connPID, newDelivery(s, b))
+}
+
+// OnClose implements netpoll.Handler: the stream leaves the list at once,
+// so broadcasts skip it, and its connection actor tells the application
+// and stops.
+func (r *Runtime) OnClose(c *netpoll.Conn, err error) {
+	s := c.Value().(*Stream)
+	r.streams.remove(s)
+	if s.connPID != nil {
+		r.system.Root.Send(s.connPID, &closed{reason: err})
+	}
+}
+
+// Drain waits until every frame handed to the actors has been handled, or
+// ctx ends. Call it after the server stopped reading (netpoll's Quiesce),
+// so that replies to the last frames are queued before the queues drain.
+func (r *Runtime) Drain(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		busy := false
+		r.streams.Each(func(s *Stream) bool {
+			busy = s.pending.Load() > 0
+			return !busy
+		})
+		if !busy {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("actors: draining: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Shutdown stops every actor and the actor system.
+func (r *Runtime) Shutdown() {
+	if r.stopped.Swap(true) {
+		return
+	}
+	r.system.Shutdown()
+	r.disp.stop()
+}

@@ -1,0 +1,187 @@
+package actors
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hydrogen-mq/hydrogen/netpoll"
+	"github.com/hydrogen-mq/hydrogen/wire"
+)
+
+// Stream is one connected client. Its methods are safe for concurrent use.
+type Stream struct {
+	conn *netpoll.Conn
+	list *StreamList
+	rt   *Runtime
+
+	connPID *actor.PID // the connection actor
+	appPID  *actor.PID // the application actor frames go to
+
+	shard int // index of the StreamList shard holding it
+	slot  int // position in that shard, guarded by the shard's lock
+
+	pending atomic.Int32 // frames handed to actors and not yet handled
+	flowMu  sync.Mutex   // orders pause and resume decisions
+	paused  bool         // reading paused for backpressure, under flowMu
+	telem   atomic.Int32 // telemetry requests waiting for their span
+}
+
+// ID is unique among the broker's streams for its lifetime.
+func (s *Stream) ID() uint64 { return s.conn.ID() }
+
+// RemoteAddr is the client's address.
+func (s *Stream) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
+// Send queues payload as one frame to this stream; it copies payload.
+// Frames sent from one actor are written in the order sent. It fails with
+// netpoll.ErrClosed once the stream closed, and with
+// netpoll.ErrSlowConsumer (closing the stream) when the stream's outbound
+// queue is over its bound.
+func (s *Stream) Send(payload []byte) error { return s.conn.Send(payload) }
+
+// Close closes the stream; what is queued gets one attempt at being
+// written first. Application actors then receive Closed with the reason
+// (nil means netpoll.ErrClosed).
+func (s *Stream) Close(reason error) { s.conn.Close(reason) }
+
+// Queued reports the outbound bytes queued and not yet written.
+func (s *Stream) Queued() int { return s.conn.Queued() }
+
+// frameDone is one handled frame: reading resumes once the backlog has
+// halved from the bound that paused it.
+func (s *Stream) frameDone() {
+	n := s.pending.Add(-1)
+	if n > s.rt.resumeAt {
+		return
+	}
+	s.flowMu.Lock()
+	if s.paused && s.pending.Load() <= s.rt.resumeAt {
+		s.paused = false
+		s.conn.ResumeRead()
+	}
+	s.flowMu.Unlock()
+}
+
+// framesIn counts n frames handed to actors and pauses reading when the
+// backlog passes the bound. Called on the stream's event loop.
+func (s *Stream) framesIn(n int) {
+	if s.pending.Add(int32(n)) <= s.rt.maxInbound {
+		return
+	}
+	s.flowMu.Lock()
+	// Re-check under the lock: the actors may have caught up meanwhile, and
+	// a pause decided on a stale count would never be undone.
+	if !s.paused && s.pending.Load() > s.rt.maxInbound {
+		s.paused = true
+		s.conn.PauseRead()
+	}
+	s.flowMu.Unlock()
+}
+
+// StreamList is every open stream of the broker. Broadcasts encode a frame
+// once and append the shared bytes to each stream's outbound queue
+// directly, without a message to any actor. Its methods are safe for
+// concurrent use.
+//
+// Streams are kept in shards, one per event loop, so that opening and
+// closing a stream contends only with broadcasts passing its own shard.
+type StreamList struct {
+	shards []streamShard
+	n      atomic.Int64
+}
+
+type streamShard struct {
+	mu      sync.RWMutex
+	streams []*Stream
+	_       [40]byte // separate the shards' locks onto their own cache lines
+}
+
+func newStreamList(shards int) *StreamList {
+	return &StreamList{shards: make([]streamShard, max(shards, 1))}
+}
+
+func (l *StreamList) add(s *Stream, shard int) {
+	s.shard = shard % len(l.shards)
+	sh := &l.shards[s.shard]
+	sh.mu.Lock()
+	s.slot = len(sh.streams)
+	sh.streams = append(sh.streams, s)
+	sh.mu.Unlock()
+	l.n.Add(1)
+}
+
+func (l *StreamList) remove(s *Stream) {
+	sh := &l.shards[s.shard]
+	sh.mu.Lock()
+	last := len(sh.streams) - 1
+	if s.slot <= last && sh.streams[s.slot] == s {
+		moved := sh.streams[last]
+		sh.streams[s.slot] = moved
+		moved.slot = s.slot
+		sh.streams[last] = nil
+		sh.streams = sh.streams[:last]
+		// Give memory back after a wave of disconnects.
+		if cap(sh.streams) > 1024 && len(sh.streams) < cap(sh.streams)/4 {
+			sh.streams = append([]*Stream(nil), sh.streams...)
+		}
+	}
+	sh.mu.Unlock()
+	l.n.Add(-1)
+}
+
+// Len is the number of open streams.
+func (l *StreamList) Len() int { return int(l.n.Load()) }
+
+// Broadcast sends payload to every open stream and returns how many
+// streams it was queued for. Streams that have closed, or that are closed
+// now as slow consumers, are skipped; no stream waits for another.
+func (l *StreamList) Broadcast(payload []byte) (int, error) {
+	return l.BroadcastExcept(nil, payload)
+}
+
+// BroadcastExcept sends payload to every open stream but except (which may
+// be nil), as Broadcast does.
+func (l *StreamList) BroadcastExcept(except *Stream, payload []byte) (int, error) {
+	frame, err := wire.Encode(payload)
+	if err != nil {
+		return 0, err
+	}
+	return l.SendFrameExcept(except, frame), nil
+}
+
+// SendFrameExcept queues an encoded frame (wire.Encode) to every open
+// stream but except, sharing its bytes, and returns how many streams it
+// was queued for. The frame must not be modified afterwards.
+func (l *StreamList) SendFrameExcept(except *Stream, frame []byte) int {
+	sent := 0
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.RLock()
+		for _, s := range sh.streams {
+			if s != except && s.conn.SendFrame(frame) == nil {
+				sent++
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	return sent
+}
+
+// Each calls fn for every open stream until fn returns false. fn runs
+// under a shard's read lock: it may Send to and Close streams, but must
+// not block.
+func (l *StreamList) Each(fn func(*Stream) bool) {
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.RLock()
+		for _, s := range sh.streams {
+			if !fn(s) {
+				sh.mu.RUnlock()
+				return
+			}
+		}
+		sh.mu.RUnlock()
+	}
+}

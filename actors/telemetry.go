@@ -1,0 +1,183 @@
+package actors
+
+import (
+	"container/heap"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hydrogen-mq/hydrogen/telemetry"
+	"github.com/hydrogen-mq/hydrogen/wire"
+)
+
+// telemetryRequest is a valid 0x0D request on its way to the telemetry
+// actor.
+type telemetryRequest struct {
+	stream *Stream
+	span   time.Duration
+	at     time.Time
+}
+
+// telemetryTick wakes the telemetry actor when the earliest waiting
+// request is due.
+type telemetryTick struct{}
+
+// telemetryRequest judges a 0x0D frame on the connection actor: a bad span
+// or a flood is answered at once; a good request goes to the telemetry
+// actor, which answers when its span has passed.
+func (r *Runtime) telemetryRequest(ctx actor.Context, s *Stream, payload []byte) {
+	r.telemReqs.Add(1)
+	secs, _ := wire.ParseTelemetryRequest(payload)
+	span, err := telemetry.ParseSpan(secs, r.cfg.MaxSpan)
+	if err != nil {
+		_ = s.Send(telemetry.ErrorReply(err.Error()))
+		return
+	}
+	if s.telem.Add(1) > maxTelemetryPerStream {
+		s.telem.Add(-1)
+		_ = s.Send(telemetry.ErrorReply("too many telemetry requests waiting on this connection"))
+		return
+	}
+	if r.telemWait.Add(1) > maxTelemetryTotal {
+		r.telemWait.Add(-1)
+		s.telem.Add(-1)
+		_ = s.Send(telemetry.ErrorReply("too many telemetry requests waiting on this broker"))
+		return
+	}
+	ctx.Send(r.telemPID, &telemetryRequest{stream: s, span: span, at: time.Now()})
+}
+
+// waiting is a request whose span has not passed yet, with the CPU sample
+// taken when it arrived.
+type waiting struct {
+	stream *Stream
+	due    time.Time
+	before telemetry.CPUSample
+}
+
+type waitQueue []waiting
+
+func (q waitQueue) Len() int           { return len(q) }
+func (q waitQueue) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
+func (q waitQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *waitQueue) Push(x any)        { *q = append(*q, x.(waiting)) }
+func (q *waitQueue) Pop() any {
+	old := *q
+	w := old[len(old)-1]
+	old[len(old)-1] = waiting{}
+	*q = old[:len(old)-1]
+	return w
+}
+
+// telemetryActor answers 0x0D requests. It never waits: each request
+// records a CPU sample and its due time, and one timer, set for the
+// earliest due request, sends the actor a tick. Requests arriving close
+// together share samples (the Sampler's granularity), and the replies due
+// at one tick that share a starting sample share one encoding, so a flood
+// costs bounded work.
+type telemetryActor struct {
+	rt      *Runtime
+	sampler *telemetry.Sampler
+	queue   waitQueue
+	timer   *time.Timer
+	timerAt time.Time
+}
+
+func newTelemetryActor(rt *Runtime) *telemetryActor {
+	return &telemetryActor{rt: rt, sampler: telemetry.NewSampler(telemetry.DefaultGranularity)}
+}
+
+func (a *telemetryActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *telemetryRequest:
+		before, err := a.sampler.Sample()
+		if err != nil {
+			a.fail(m.stream, err)
+			return
+		}
+		heap.Push(&a.queue, waiting{stream: m.stream, due: m.at.Add(m.span), before: before})
+		a.arm(ctx)
+	case telemetryTick:
+		a.timerAt = time.Time{}
+		a.answerDue()
+		a.arm(ctx)
+	case *actor.Stopping:
+		if a.timer != nil {
+			a.timer.Stop()
+		}
+	}
+}
+
+func (a *telemetryActor) fail(s *Stream, err error) {
+	a.rt.telemWait.Add(-1)
+	s.telem.Add(-1)
+	a.rt.log.Error("telemetry sample", "err", err)
+	_ = s.Send(telemetry.ErrorReply("reading the machine's counters failed: " + err.Error()))
+}
+
+// arm sets the timer for the earliest due request, if it is not set for
+// that already.
+func (a *telemetryActor) arm(ctx actor.Context) {
+	if len(a.queue) == 0 {
+		return
+	}
+	due := a.queue[0].due
+	if !a.timerAt.IsZero() && !due.Before(a.timerAt) {
+		return
+	}
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	a.timerAt = due
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.timer = time.AfterFunc(time.Until(due), func() { root.Send(self, telemetryTick{}) })
+}
+
+func (a *telemetryActor) answerDue() {
+	now := time.Now()
+	if len(a.queue) == 0 || a.queue[0].due.After(now) {
+		return
+	}
+	after, err := a.sampler.Sample()
+	if err != nil {
+		for len(a.queue) > 0 && !a.queue[0].due.After(now) {
+			a.fail(heap.Pop(&a.queue).(waiting).stream, err)
+		}
+		return
+	}
+	counters := a.rt.counters()
+	mem, memErr := telemetry.ReadMemInfo()
+	var lastBefore telemetry.CPUSample
+	var frame []byte
+	for len(a.queue) > 0 && !a.queue[0].due.After(now) {
+		w := heap.Pop(&a.queue).(waiting)
+		a.rt.telemWait.Add(-1)
+		w.stream.telem.Add(-1)
+		if memErr != nil {
+			_ = w.stream.Send(telemetry.ErrorReply("reading the machine's memory failed: " + memErr.Error()))
+			continue
+		}
+		if frame == nil || w.before.Seq != lastBefore.Seq {
+			reply := telemetry.BuildReply(a.rt.start, now, counters, w.before, after, mem)
+			payload, err := reply.AppendJSON(nil)
+			if err == nil {
+				frame, err = wire.Encode(payload)
+			}
+			if err != nil {
+				a.rt.log.Error("encoding a telemetry reply", "err", err)
+				frame = nil
+				continue
+			}
+			lastBefore = w.before
+		}
+		_ = w.stream.conn.SendFrame(frame)
+	}
+}
+
+// counters gathers the I/O counters and the runtime's own.
+func (r *Runtime) counters() telemetry.Counters {
+	c := r.cfg.Counters()
+	st := r.Stats()
+	c.HandlerPanics = st.HandlerPanics
+	c.TelemetryRequests = st.TelemetryRequests
+	return c
+}

@@ -1,0 +1,26 @@
+package broker
+
+import "github.com/asynkron/protoactor-go/actor"
+
+// Echo is the built-in application that replies to each frame with the
+// same payload, to its sender alone. Run it per stream
+// (HandlePerStream), so that streams are echoed in parallel.
+func Echo() *actor.Props {
+	return actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*Received); ok {
+			_ = m.Stream.Send(m.Payload)
+		}
+	})
+}
+
+// Broadcast is the built-in application that sends each frame to every
+// other open stream. Run it per stream (HandlePerStream): each stream's
+// frames then reach the others in the order sent, and streams publish in
+// parallel.
+func Broadcast() *actor.Props {
+	return actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*Received); ok {
+			_, _ = m.Streams.BroadcastExcept(m.Stream, m.Payload)
+		}
+	})
+}

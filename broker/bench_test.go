@@ -1,0 +1,140 @@
+package broker_test
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hydrogen-mq/hydrogen/broker"
+	"github.com/hydrogen-mq/hydrogen/internal/baseline"
+	"github.com/hydrogen-mq/hydrogen/internal/loadgen"
+)
+
+// The whole broker (netpoll, connection actors, application actors)
+// against the goroutine-per-connection baseline, under the same load
+// generator in the same run. b.N is scaled into the run's Count; msg/s,
+// deliveries/s and the latency percentiles are the figures to read.
+//
+//	go test -run '^$' -bench . -benchtime 20x ./broker/
+
+const benchPayload = 64
+
+// target is a server under test: its address and a way to stop it.
+type target func(testing.TB) string
+
+func brokerTarget(app func() *actor.Props, perStream bool) target {
+	return func(tb testing.TB) string {
+		return start(tb, broker.Config{}, app(), perStream).Addr().String()
+	}
+}
+
+func baselineTarget(mode baseline.Mode) target {
+	return func(tb testing.TB) string {
+		s, err := baseline.Listen("127.0.0.1:0", mode)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { s.Close() })
+		return s.Addr()
+	}
+}
+
+// BenchmarkEcho: 50 connections × 16 frames in flight, 64-byte payloads;
+// one op is 10,000 round trips.
+func BenchmarkEcho(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		t    target
+	}{
+		{"baseline", baselineTarget(baseline.Echo)},
+		{"broker-perstream", brokerTarget(broker.Echo, true)},
+		{"broker-shared", brokerTarget(broker.Echo, false)},
+	} {
+		b.Run(tc.name, func(b *testing.B) { benchEcho(b, tc.t(b), 50, 16, 10_000) })
+	}
+}
+
+// BenchmarkEcho1x1: one connection, one frame in flight: latency. One op
+// is 1,000 round trips.
+func BenchmarkEcho1x1(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		t    target
+	}{
+		{"baseline", baselineTarget(baseline.Echo)},
+		{"broker-perstream", brokerTarget(broker.Echo, true)},
+	} {
+		b.Run(tc.name, func(b *testing.B) { benchEcho(b, tc.t(b), 1, 1, 1_000) })
+	}
+}
+
+func benchEcho(b *testing.B, addr string, conns, inFlight int, perOp int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b.ReportAllocs()
+	b.SetBytes(perOp * benchPayload)
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	res, err := loadgen.Echo(ctx, loadgen.EchoConfig{
+		Addr: addr, Conns: conns, InFlight: inFlight, PayloadSize: benchPayload,
+		Count: int64(b.N) * perOp,
+	})
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	if err != nil || res.Errors != 0 {
+		b.Fatalf("Echo: %v; %v", err, res)
+	}
+	b.ReportMetric(res.MsgPerSec, "msg/s")
+	// CPU time of the whole process (server and load generator) per
+	// round trip: steadier than msg/s on a machine with other load.
+	b.ReportMetric(float64(cpu)/float64(res.Messages), "cpu-ns/msg")
+	reportLatency(b, res.Latency)
+}
+
+// BenchmarkFanout: 1 publisher, 100 subscribers, 64-byte payloads; one op
+// is 1,000 frames published, 100,000 delivered. Every delivery is checked:
+// a gap, a loss or a reordering fails the benchmark.
+func BenchmarkFanout(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		t    target
+	}{
+		{"baseline", baselineTarget(baseline.Broadcast)},
+		{"broker-perstream", brokerTarget(broker.Broadcast, true)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			const subscribers, perOp = 100, 1_000
+			addr := tc.t(b)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			b.ReportAllocs()
+			b.SetBytes(perOp * subscribers * benchPayload)
+			b.ResetTimer()
+			res, err := loadgen.Fanout(ctx, loadgen.FanoutConfig{
+				Addr: addr, Publishers: 1, Subscribers: subscribers, PayloadSize: benchPayload,
+				Count: int64(b.N) * perOp,
+			})
+			b.StopTimer()
+			if err != nil || res.Errors != 0 || res.Gaps != 0 || res.Lost != 0 {
+				b.Fatalf("Fanout: %v; %v", err, res)
+			}
+			b.ReportMetric(res.DeliveriesPerSec, "deliveries/s")
+			reportLatency(b, res.Latency)
+		})
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportLatency(b *testing.B, l loadgen.Latency) {
+	b.ReportMetric(float64(l.P50)/float64(time.Microsecond), "p50-µs")
+	b.ReportMetric(float64(l.P99)/float64(time.Microsecond), "p99-µs")
+}

@@ -1,0 +1,279 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hydrogen-mq/hydrogen/actors"
+	"github.com/hydrogen-mq/hydrogen/netpoll"
+	"github.com/hydrogen-mq/hydrogen/telemetry"
+	"github.com/hydrogen-mq/hydrogen/wire"
+)
+
+// The types application actors see. They are defined in package actors,
+// which runs them, and are the same types under these names.
+type (
+	// Stream is one connected client: Send to it, Close it.
+	Stream = actors.Stream
+	// StreamList is every open stream: Broadcast, BroadcastExcept, Len, Each.
+	StreamList = actors.StreamList
+	// Connected is the first message an application actor gets for a stream.
+	Connected = actors.Connected
+	// Received is one frame from a stream. Its Payload is valid only
+	// until Receive returns; copy it to keep it.
+	Received = actors.Received
+	// Closed is the last message for a stream, with the reason it closed.
+	Closed = actors.Closed
+)
+
+// Config configures a Broker. The zero value of every field means the
+// default in its comment, so Config{} is a broker on 0.0.0.0:1337.
+type Config struct {
+	// Addr is the TCP address to listen on; default "0.0.0.0:1337". Port
+	// 0 picks a free port (see Broker.Addr).
+	Addr string
+	// Loops is the number of epoll event loops; default one per CPU
+	// (runtime.GOMAXPROCS).
+	Loops int
+	// MaxPayload is the largest frame payload a client may send, in
+	// bytes; default and maximum 65,535. A longer frame is a protocol
+	// error that closes its connection.
+	MaxPayload int
+	// MaxConns caps open connections; default 0, no cap but the process's
+	// file descriptor limit. Connections past it are closed on accept.
+	MaxConns int
+	// MaxPending bounds the outbound bytes queued for one stream; a stream
+	// past it is closed as a slow consumer. Default 4 MiB.
+	MaxPending int
+	// WriteTimeout closes a stream as a slow consumer when its outbound
+	// queue has not drained for this long; default 10s.
+	WriteTimeout time.Duration
+	// MaxInbound bounds the frames of one stream handed to actors and not
+	// yet handled; past it, reading that stream pauses until half have
+	// been handled, so TCP pushes back on the sender. Default 1024.
+	MaxInbound int
+	// MaxSpan is the longest telemetry span a 0x0D request may ask for;
+	// default 60s.
+	MaxSpan time.Duration
+	// IdleTimeout closes a stream that sends nothing for this long;
+	// default 0, never.
+	IdleTimeout time.Duration
+	// DrainTimeout bounds a graceful shutdown started by cancelling
+	// Serve's context; default 10s. Shutdown takes its own context.
+	DrainTimeout time.Duration
+	// Logger receives the broker's logs, protoactor's included; default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultAddr         = "0.0.0.0:1337"
+	DefaultDrainTimeout = 10 * time.Second
+)
+
+// Broker is a hydrogen broker: the event loops that carry frames and the
+// actors that handle them.
+type Broker struct {
+	cfg   Config
+	srv   *netpoll.Server
+	rt    *actors.Runtime
+	start time.Time
+
+	mu        sync.Mutex
+	shared    *actor.Props
+	perStream *actor.Props
+	serving   bool
+	stopOnce  sync.Once
+	stopErr   error
+	stopped   chan struct{}
+}
+
+// New validates cfg, binds the listening address and starts the actor
+// system. Connections wait in the kernel's queue until Serve.
+func New(cfg Config) (*Broker, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.MaxPayload < 0 || cfg.MaxPayload > wire.MaxPayload {
+		return nil, fmt.Errorf("broker: MaxPayload %d is outside 1..%d", cfg.MaxPayload, wire.MaxPayload)
+	}
+	if cfg.MaxSpan < 0 {
+		return nil, fmt.Errorf("broker: MaxSpan %v is negative", cfg.MaxSpan)
+	}
+	if cfg.MaxInbound < 0 {
+		return nil, fmt.Errorf("broker: MaxInbound %d is negative", cfg.MaxInbound)
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	b := &Broker{cfg: cfg, start: time.Now(), stopped: make(chan struct{})}
+	rt, err := actors.New(actors.Config{
+		MaxInbound: cfg.MaxInbound,
+		MaxSpan:    cfg.MaxSpan,
+		Shards:     cfg.Loops,
+		Logger:     cfg.Logger,
+		Counters:   b.counters,
+		Start:      b.start,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	srv, err := netpoll.Listen(netpoll.Config{
+		Addr:         cfg.Addr,
+		Loops:        cfg.Loops,
+		MaxPayload:   cfg.MaxPayload,
+		MaxConns:     cfg.MaxConns,
+		MaxPending:   cfg.MaxPending,
+		WriteTimeout: cfg.WriteTimeout,
+		IdleTimeout:  cfg.IdleTimeout,
+		Logger:       cfg.Logger,
+	}, rt)
+	if err != nil {
+		rt.Shutdown()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b.srv, b.rt = srv, rt
+	return b, nil
+}
+
+// Handle makes props the application: one actor, spawned when Serve
+// starts, that receives Connected, Received and Closed for every stream.
+// A panic in it is logged with its stack and the actor restarts; the
+// frame that panicked is not retried.
+func (b *Broker) Handle(props *actor.Props) {
+	b.mu.Lock()
+	b.shared, b.perStream = props, nil
+	b.mu.Unlock()
+}
+
+// HandlePerStream makes props the application, spawned once per stream
+// (Erlang style): each stream's actor receives only that stream's
+// messages and stops after Closed. Streams are then handled in parallel.
+func (b *Broker) HandlePerStream(props *actor.Props) {
+	b.mu.Lock()
+	b.shared, b.perStream = nil, props
+	b.mu.Unlock()
+}
+
+// Addr is the address the broker listens on.
+func (b *Broker) Addr() net.Addr { return b.srv.Addr() }
+
+// Loops is the number of event loops.
+func (b *Broker) Loops() int { return b.srv.Loops() }
+
+// Streams is the list of open streams, for broadcasting from outside an
+// application actor.
+func (b *Broker) Streams() *StreamList { return b.rt.Streams() }
+
+// ActorSystem is the protoactor system the broker runs on, for
+// applications that spawn actors of their own.
+func (b *Broker) ActorSystem() *actor.ActorSystem { return b.rt.System() }
+
+// Serve starts the application and the event loops and blocks until the
+// broker has shut down: after Shutdown, or after ctx ends, in which case
+// Serve itself shuts down gracefully within Config.DrainTimeout. It
+// returns nil after a clean shutdown. Without Handle or HandlePerStream
+// it fails.
+func (b *Broker) Serve(ctx context.Context) error {
+	b.mu.Lock()
+	if b.serving {
+		b.mu.Unlock()
+		return errors.New("broker: Serve called twice")
+	}
+	b.serving = true
+	shared, perStream := b.shared, b.perStream
+	b.mu.Unlock()
+	if shared == nil && perStream == nil {
+		return errors.New("broker: no application: call Handle or HandlePerStream before Serve")
+	}
+	if err := b.rt.Start(shared, perStream); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- b.srv.Serve() }()
+	select {
+	case err := <-serveErr:
+		// The loops ended on their own: Shutdown ran, or a loop failed.
+		b.rt.Shutdown()
+		if err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		<-b.stopped
+		return b.stopErr
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), b.cfg.DrainTimeout)
+		defer cancel()
+		err := b.Shutdown(sctx)
+		<-serveErr
+		return err
+	}
+}
+
+// Shutdown stops the broker gracefully: it stops accepting and reading,
+// lets the actors handle the frames already read, writes every queued
+// frame, closes the streams and stops the actors. When ctx ends first,
+// the streams are closed at once and ctx's error is returned. It may be
+// called more than once and from any goroutine; every call waits for the
+// one shutdown.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.stopOnce.Do(func() {
+		b.srv.Quiesce()
+		err := b.rt.Drain(ctx)
+		if serr := b.srv.Shutdown(ctx); err == nil {
+			err = serr
+		}
+		b.rt.Shutdown()
+		if err != nil {
+			b.stopErr = fmt.Errorf("broker: shutdown: %w", err)
+		}
+		close(b.stopped)
+	})
+	select {
+	case <-b.stopped:
+		return b.stopErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stats are the broker's counters, the same ones the telemetry reply and
+// the metrics endpoint report.
+type Stats struct {
+	IO     netpoll.Stats // frames, bytes and connections
+	Actors actors.Stats  // handler panics and telemetry requests
+	UpTime time.Duration
+}
+
+// Stats reports the broker's counters now. It takes no lock on the frame
+// path.
+func (b *Broker) Stats() Stats {
+	return Stats{IO: b.srv.Stats(), Actors: b.rt.Stats(), UpTime: time.Since(b.start)}
+}
+
+// counters feeds the telemetry reply.
+func (b *Broker) counters() telemetry.Counters {
+	s := b.srv.Stats()
+	return telemetry.Counters{
+		BytesRecv:      s.BytesRecv,
+		BytesSent:      s.BytesSent,
+		MsgRecv:        s.MsgRecv,
+		MsgSent:        s.MsgSent,
+		NumClients:     s.Open,
+		Accepted:       s.Accepted,
+		SlowConsumers:  s.ClosedSlow,
+		ProtocolErrors: s.ClosedProtocol,
+		ClosedIdle:     s.ClosedIdle,
+		ClosedLimit:    s.ClosedLimit,
+		PausedReads:    s.PausedReads,
+	}
+}

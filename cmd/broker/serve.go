@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hydrogen-mq/hydrogen/broker"
+	"github.com/hydrogen-mq/hydrogen/netpoll"
+)
+
+type serveFlags struct {
+	addr         string
+	app          string
+	loops        int
+	maxConns     int
+	maxPayload   int
+	maxPending   byteSize
+	maxInbound   int
+	maxSpan      time.Duration
+	idleTimeout  time.Duration
+	writeTimeout time.Duration
+	drainTimeout time.Duration
+	logLevel     string
+	logFormat    string
+}
+
+func serveFlagSet(f *serveFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	f.maxPending = byteSize(netpoll.DefaultMaxPending)
+	fs.StringVar(&f.addr, "addr", broker.DefaultAddr, "TCP `address` to listen on; [::]:PORT for IPv6 and IPv4")
+	fs.StringVar(&f.app, "app", "broadcast", "built-in application: echo (reply to the sender) or broadcast (send to every other stream)")
+	fs.IntVar(&f.loops, "loops", runtime.GOMAXPROCS(0), "epoll event loops")
+	fs.IntVar(&f.maxConns, "max-conns", 0, "maximum open connections; 0 means no limit but RLIMIT_NOFILE")
+	fs.IntVar(&f.maxPayload, "max-payload", 65535, "largest frame payload a client may send, in bytes (1-65535)")
+	fs.Var(&f.maxPending, "max-pending", "outbound `bytes` queued per stream before it is closed as a slow consumer (e.g. 4MiB)")
+	fs.IntVar(&f.maxInbound, "max-inbound", 1024, "frames per stream waiting for the application before reading it pauses")
+	fs.DurationVar(&f.maxSpan, "max-span", 60*time.Second, "longest telemetry span a 0x0D request may ask for")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close a stream that sends nothing for this long; 0 means never")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", netpoll.DefaultWriteTimeout, "close a stream as a slow consumer when its outbound queue has not drained for this long")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", broker.DefaultDrainTimeout, "how long a graceful shutdown may take to flush queued frames")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	withEnvHelp(fs)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintln(w, "Usage: broker serve [flags]")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Serves the hydrogen broker. Every flag can also be set by the environment")
+		fmt.Fprintln(w, "variable named beside it; a flag on the command line wins. SIGINT or SIGTERM")
+		fmt.Fprintln(w, "drains gracefully (stop accepting, flush queued frames, close) and exits 0;")
+		fmt.Fprintln(w, "a second signal exits at once.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Flags:")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	var f serveFlags
+	fs := serveFlagSet(&f)
+	if code := parse(fs, args, stdout, stderr); code >= 0 {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "serve", "unexpected argument %q", fs.Arg(0))
+	}
+	if err := applyEnv(fs, lookupEnv); err != nil {
+		return usageError(stderr, "serve", "%v", err)
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return usageError(stderr, "serve", "%v", err)
+	}
+	var app *actor.Props
+	switch f.app {
+	case "echo":
+		app = broker.Echo()
+	case "broadcast":
+		app = broker.Broadcast()
+	default:
+		return usageError(stderr, "serve", "--app %q: want echo or broadcast", f.app)
+	}
+	switch {
+	case f.loops < 1:
+		return usageError(stderr, "serve", "--loops %d: want at least 1", f.loops)
+	case f.maxConns < 0:
+		return usageError(stderr, "serve", "--max-conns %d: want 0 or more", f.maxConns)
+	case f.maxPayload < 1 || f.maxPayload > 65535:
+		return usageError(stderr, "serve", "--max-payload %d: want 1 to 65535", f.maxPayload)
+	case f.maxInbound < 1:
+		return usageError(stderr, "serve", "--max-inbound %d: want at least 1", f.maxInbound)
+	case f.maxSpan <= 0:
+		return usageError(stderr, "serve", "--max-span %v: want a positive duration", f.maxSpan)
+	case f.idleTimeout < 0:
+		return usageError(stderr, "serve", "--idle-timeout %v: want 0 or a positive duration", f.idleTimeout)
+	case f.writeTimeout <= 0:
+		return usageError(stderr, "serve", "--write-timeout %v: want a positive duration", f.writeTimeout)
+	case f.drainTimeout <= 0:
+		return usageError(stderr, "serve", "--drain-timeout %v: want a positive duration", f.drainTimeout)
+	case int(f.maxPending) < 65539:
+		return usageError(stderr, "serve", "--max-pending %v: want at least one largest frame, 65539 bytes", f.maxPending)
+	}
+
+	b, err := broker.New(broker.Config{
+		Addr:         f.addr,
+		Loops:        f.loops,
+		MaxPayload:   f.maxPayload,
+		MaxConns:     f.maxConns,
+		MaxPending:   int(f.maxPending),
+		WriteTimeout: f.writeTimeout,
+		MaxInbound:   f.maxInbound,
+		MaxSpan:      f.maxSpan,
+		IdleTimeout:  f.idleTimeout,
+		DrainTimeout: f.drainTimeout,
+		Logger:       log,
+	})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitError
+	}
+	b.HandlePerStream(app)
+
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
+
+	served := make(chan error, 1)
+	go func() { served <- b.Serve(context.Background()) }()
+	log.Info("listening", "addr", b.Addr().String(), "app", f.app, "loops", b.Loops(), "version", versionString())
+
+	var shutdown chan error
+	for {
+		select {
+		case err := <-served:
+			if shutdown != nil {
+				err = errors.Join(err, <-shutdown)
+			}
+			if err != nil {
+				log.Error("stopped", "err", err)
+				return exitError
+			}
+			log.Info("stopped")
+			return exitOK
+		case sig := <-signals:
+			if shutdown != nil {
+				log.Warn("second signal; exiting at once", "signal", sig.String())
+				return exitError
+			}
+			st := b.Stats()
+			log.Info("draining", "signal", sig.String(), "streams", st.IO.Open, "timeout", f.drainTimeout)
+			shutdown = make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
+				defer cancel()
+				shutdown <- b.Shutdown(ctx)
+			}()
+		}
+	}
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
