@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -93,6 +94,7 @@ type Broker struct {
 	stopOnce  sync.Once
 	stopErr   error
 	stopped   chan struct{}
+	draining  atomic.Bool
 }
 
 // New validates cfg, binds the listening address and starts the actor
@@ -227,6 +229,7 @@ func (b *Broker) Serve(ctx context.Context) error {
 // one shutdown.
 func (b *Broker) Shutdown(ctx context.Context) error {
 	b.stopOnce.Do(func() {
+		b.draining.Store(true)
 		b.srv.Quiesce()
 		err := b.rt.Drain(ctx)
 		if serr := b.srv.Shutdown(ctx); err == nil {
@@ -258,6 +261,37 @@ type Stats struct {
 // path.
 func (b *Broker) Stats() Stats {
 	return Stats{IO: b.srv.Stats(), Actors: b.rt.Stats(), UpTime: time.Since(b.start)}
+}
+
+// StartTime is when the broker was created; up_time counts from it.
+func (b *Broker) StartTime() time.Time { return b.start }
+
+// Draining reports whether a shutdown has begun: the broker no longer
+// accepts or reads, and is flushing what it queued. A health check should
+// fail from this moment, so load balancers stop sending new clients.
+func (b *Broker) Draining() bool { return b.draining.Load() }
+
+// QueuedBytes sums the outbound bytes queued and not yet written on every
+// open stream. It walks the StreamList, so it suits a metrics scrape, not
+// a hot path.
+func (b *Broker) QueuedBytes() int64 {
+	var n int64
+	b.rt.Streams().Each(func(s *Stream) bool {
+		n += int64(s.Queued())
+		return true
+	})
+	return n
+}
+
+// Counters are the figures of the telemetry reply (the 0x0D frame), read
+// now from the same live counters it uses; the metrics endpoint reports
+// these too, so both always agree.
+func (b *Broker) Counters() telemetry.Counters {
+	c := b.counters()
+	st := b.rt.Stats()
+	c.HandlerPanics = st.HandlerPanics
+	c.TelemetryRequests = st.TelemetryRequests
+	return c
 }
 
 // counters feeds the telemetry reply.
