@@ -144,7 +144,7 @@ func (a *telemetryActor) answerDue() {
 		}
 		return
 	}
-	counters := a.rt.counters()
+	counters := a.rt.Counters()
 	mem, memErr := telemetry.ReadMemInfo()
 	var lastBefore telemetry.CPUSample
 	var frame []byte
@@ -173,8 +173,9 @@ func (a *telemetryActor) answerDue() {
 	}
 }
 
-// counters gathers the I/O counters and the runtime's own.
-func (r *Runtime) counters() telemetry.Counters {
+// Counters gathers the figures of a telemetry reply: the I/O counters
+// (Config.Counters) and the runtime's own.
+func (r *Runtime) Counters() telemetry.Counters {
 	c := r.cfg.Counters()
 	st := r.Stats()
 	c.HandlerPanics = st.HandlerPanics

@@ -124,7 +124,7 @@ func New(cfg Config) (*Broker, error) {
 		MaxSpan:    cfg.MaxSpan,
 		Shards:     cfg.Loops,
 		Logger:     cfg.Logger,
-		Counters:   b.counters,
+		Counters:   b.ioCounters,
 		Start:      b.start,
 	})
 	if err != nil {
@@ -286,16 +286,10 @@ func (b *Broker) QueuedBytes() int64 {
 // Counters are the figures of the telemetry reply (the 0x0D frame), read
 // now from the same live counters it uses; the metrics endpoint reports
 // these too, so both always agree.
-func (b *Broker) Counters() telemetry.Counters {
-	c := b.counters()
-	st := b.rt.Stats()
-	c.HandlerPanics = st.HandlerPanics
-	c.TelemetryRequests = st.TelemetryRequests
-	return c
-}
+func (b *Broker) Counters() telemetry.Counters { return b.rt.Counters() }
 
-// counters feeds the telemetry reply.
-func (b *Broker) counters() telemetry.Counters {
+// ioCounters feeds the runtime's telemetry counters from the server's.
+func (b *Broker) ioCounters() telemetry.Counters {
 	s := b.srv.Stats()
 	return telemetry.Counters{
 		BytesRecv:      s.BytesRecv,

@@ -196,9 +196,12 @@ func (c *Conn) setPaused(p bool) {
 }
 
 // batchReleased is called when a batch from this connection is released.
-// A half-closed connection waits for that before it closes.
+// A half-closed connection waits for the last before it closes, and the
+// replies wakeLocked held back go out now: at every release, not only the
+// last, or a client that keeps a batch in flight, as a pipelining one
+// does, would get its replies only from the tick.
 func (c *Conn) batchReleased() {
-	if c.inflight.Add(-1) != 0 {
+	if c.inflight.Add(-1) != 0 && c.queued.Load() == 0 {
 		return
 	}
 	c.mu.Lock()

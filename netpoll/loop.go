@@ -65,6 +65,7 @@ type loop struct {
 	ready    []*Conn // connections with queued work
 	newConns []*Conn // accepted connections handed to this loop
 	ctl      int
+	stopped  bool // run has returned: adopt refuses new connections
 }
 
 func (l *loop) schedule(c *Conn) {
@@ -81,15 +82,48 @@ func (l *loop) control(op int) {
 	l.p.trigger()
 }
 
-func (l *loop) adopt(c *Conn) {
+// adopt hands l a connection accepted by loop 0. It reports false, and
+// leaves closing the fd to the caller, when l has already stopped: a
+// loop whose connections have all drained at shutdown may end while loop
+// 0 is still accepting.
+func (l *loop) adopt(c *Conn) bool {
 	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
 	l.newConns = append(l.newConns, c)
 	l.mu.Unlock()
 	l.p.trigger()
+	return true
+}
+
+// refuse closes an accepted fd that will never be served because the
+// server is shutting down.
+func (l *loop) refuse(fd int) {
+	unix.Close(fd)
+	l.srv.open.Add(-1)
+	l.stats.closed[reasonShutdown].Add(1)
+}
+
+// stop ends the loop: it closes the listener, if it still has it, and
+// any connection adopted since the last processQueues, and then its
+// poller.
+func (l *loop) stop() {
+	l.closeListener()
+	l.mu.Lock()
+	l.stopped = true
+	orphans := l.newConns
+	l.newConns, l.ready = nil, nil
+	l.mu.Unlock()
+	for _, c := range orphans {
+		l.refuse(c.fd)
+	}
+	l.p.close()
 }
 
 func (l *loop) run() error {
-	defer l.p.close()
+	defer l.stop()
 	events := make([]unix.EpollEvent, 256)
 	l.now = time.Now().UnixNano()
 	l.nextTick = l.now + l.tickEvery
@@ -117,11 +151,16 @@ func (l *loop) run() error {
 			}
 		}
 		l.processQueues()
+		// The accept retry has its own deadline: tick may be far off, and
+		// timeout returns 0 once retryAt has passed, so leaving the retry
+		// to tick would spin the loop until then.
+		if l.retryAt != 0 && l.now >= l.retryAt {
+			l.retryAccept()
+		}
 		if l.now >= l.nextTick {
 			l.tick()
 		}
 		if l.draining && l.nconns == 0 {
-			l.closeListener()
 			return nil
 		}
 		l.p.woken.Store(0)
@@ -354,6 +393,7 @@ func (l *loop) processQueues() {
 				l.stats.paused.Add(1)
 			} else {
 				l.stats.paused.Add(-1)
+				c.lastRead = l.now // the idle clock stood still while paused
 			}
 		}
 		l.flush(c)
@@ -363,9 +403,7 @@ func (l *loop) processQueues() {
 
 func (l *loop) register(c *Conn) {
 	if l.draining || l.quiesced {
-		l.srv.open.Add(-1)
-		unix.Close(c.fd)
-		l.stats.closed[reasonShutdown].Add(1)
+		l.refuse(c.fd)
 		return
 	}
 	c.loop = l
@@ -442,7 +480,9 @@ func (l *loop) applyControl(ctl int) {
 		l.draining = true
 		for _, c := range l.byFD {
 			if c != nil {
-				l.maybeFinish(c)
+				// Write now what wakeLocked held back behind a batch the
+				// handler still has; flush closes c once all is written.
+				l.flush(c)
 			}
 		}
 	}
@@ -471,15 +511,10 @@ func (l *loop) closeListener() {
 	l.retryAt = 0
 }
 
-// tick enforces the time limits: write deadlines, idle timeouts, the
-// linger of half-closed connections, and the accept backoff.
+// tick enforces the time limits: write deadlines, idle timeouts and the
+// linger of half-closed connections.
 func (l *loop) tick() {
 	l.nextTick = l.now + l.tickEvery
-	if l.retryAt != 0 && l.now >= l.retryAt {
-		l.retryAt = 0
-		l.armListener()
-		l.accept()
-	}
 	for _, c := range l.byFD {
 		if c == nil {
 			continue
@@ -496,10 +531,19 @@ func (l *loop) tick() {
 			l.close(c, fmt.Errorf("%w: queue not drained for %v", ErrSlowConsumer, time.Duration(l.writeTimeout)), reasonSlow)
 		case c.readClosed && l.now-c.readClosedAt > l.writeTimeout:
 			l.close(c, ErrPeerClosed, reasonPeer)
-		case l.idleTimeout > 0 && !c.readClosed && l.now-c.lastRead > l.idleTimeout:
+		// A connection the loop is not reading, paused by the layer above
+		// or quiesced, is not idle: it may well be sending.
+		case l.idleTimeout > 0 && !c.readClosed && !c.readPaused && !l.quiesced && l.now-c.lastRead > l.idleTimeout:
 			l.close(c, ErrIdle, reasonIdle)
 		}
 	}
+}
+
+// retryAccept ends an accept backoff.
+func (l *loop) retryAccept() {
+	l.retryAt = 0
+	l.armListener()
+	l.accept()
 }
 
 func (l *loop) armListener() {
@@ -507,7 +551,9 @@ func (l *loop) armListener() {
 		return
 	}
 	if err := l.p.control(unix.EPOLL_CTL_ADD, l.ln.fd, listenerMarker, unix.EPOLLIN); err != nil {
+		// Most likely ENOMEM: try again later rather than never accept.
 		l.log.Error("watching the listener", "err", err)
+		l.backOff(err)
 		return
 	}
 	l.lnArmed = true
@@ -552,8 +598,8 @@ func (l *loop) accept() {
 		c.loop = target
 		if target == l {
 			l.register(c)
-		} else {
-			target.adopt(c)
+		} else if !target.adopt(c) {
+			l.refuse(fd)
 		}
 	}
 }

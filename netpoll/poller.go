@@ -2,6 +2,7 @@ package netpoll
 
 import (
 	"os"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -30,6 +31,13 @@ type poller struct {
 	wfd   int          // eventfd
 	woken atomic.Int32 // 1 while a wakeup is pending: at most one eventfd write per batch
 	wbuf  [8]byte
+
+	// mu orders a trigger's eventfd write before close: once the loop has
+	// ended, a late Quiesce or Shutdown must not write to a closed fd
+	// whose number the process may have given to another file. Only the
+	// one trigger that wins woken takes it, so it is not contended.
+	mu     sync.Mutex
+	closed bool
 }
 
 func openPoller() (*poller, error) {
@@ -82,6 +90,11 @@ func (p *poller) trigger() {
 		return
 	}
 	one := [8]byte{1}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
 	for {
 		_, err := unix.Write(p.wfd, one[:])
 		if err != unix.EINTR {
@@ -99,6 +112,12 @@ func (p *poller) drainWake() {
 }
 
 func (p *poller) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
 	unix.Close(p.wfd)
 	unix.Close(p.fd)
 }
