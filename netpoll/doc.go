@@ -16,9 +16,13 @@
 // Conn.SendFrame queues shared, pre-encoded bytes (a broadcast encodes
 // once); either may be called from any goroutine. The first Send of a
 // batch puts the connection on its loop's ready list and wakes the loop
-// through an eventfd, at most once per batch; the loop swaps the queue
-// out under the connection's mutex and writes it with writev, outside
-// any lock, waiting for EPOLLOUT when the socket is full.
+// through an eventfd, at most once per batch (and not at all while the
+// loop is awake); the loop swaps the queue out under the connection's
+// mutex and writes it with writev, outside any lock, waiting for EPOLLOUT
+// when the socket is full. While the handler holds a Batch from the
+// connection, Sends to it only queue: releasing the batch schedules the
+// write, so the replies to one read leave in one writev, as a
+// goroutine-per-connection server flushes once per read.
 //
 // Limits: a connection whose queue passes Config.MaxPending bytes, or does
 // not drain for Config.WriteTimeout, is closed as a slow consumer without

@@ -72,7 +72,19 @@ func (p *poller) control(op, fd int, gen int32, events uint32) error {
 // wait blocks for events up to msec milliseconds (-1: no limit). An
 // interrupted wait reports zero events.
 func (p *poller) wait(events []unix.EpollEvent, msec int) (int, error) {
-	n, err := unix.EpollWait(p.fd, events, msec)
+	var n int
+	var err error
+	if msec == 0 {
+		// A poll that cannot block need not tell the scheduler it enters
+		// a system call, which would invite it to hand this P away.
+		r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(p.fd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		n = int(r)
+		if errno != 0 {
+			err = errno
+		}
+	} else {
+		n, err = unix.EpollWait(p.fd, events, msec)
+	}
 	if err == unix.EINTR {
 		return 0, nil
 	}
