@@ -85,8 +85,10 @@ func (s *Stream) framesIn(n int) {
 // directly, without a message to any actor. Its methods are safe for
 // concurrent use.
 //
-// Streams are kept in shards, one per event loop, so that opening and
-// closing a stream contends only with broadcasts passing its own shard.
+// Streams are kept in shards (as many as event loops, by stream ID), so
+// that opening and closing a stream contends only with broadcasts passing
+// its own shard, and a broadcast holds each shard's read lock only while
+// it appends to that shard's queues.
 type StreamList struct {
 	shards []streamShard
 	n      atomic.Int64
