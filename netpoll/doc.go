@@ -8,6 +8,14 @@
 // one read produced, then OnClose exactly once with the reason.
 // Loop 0 also accepts and deals the new connections round robin.
 //
+// A loop never blocks its thread in epoll_wait. It polls without blocking
+// and, when nothing is ready, parks its goroutine on the Go runtime's
+// poller until its epoll fd (itself pollable) turns readable. A sleeping
+// loop so holds no thread and no P, and the scheduler can run the
+// handlers it woke, and wake it, on the same thread; blocking in
+// epoll_wait instead left the woken goroutines waiting for the runtime to
+// retake the P (echo through the broker ran at 0.6 of the speed).
+//
 // Events are level-triggered: a loop reads at most one buffer from a
 // ready connection per wakeup, so a busy connection cannot starve the
 // rest, and pausing reads is only a change of the registered mask.

@@ -1,9 +1,12 @@
 package netpoll
 
 import (
+	"errors"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -28,8 +31,10 @@ const wakeMarker = -1
 // goroutines. It is the only code here that calls epoll directly.
 type poller struct {
 	fd    int
-	wfd   int          // eventfd
-	woken atomic.Int32 // 1 while a wakeup is pending: at most one eventfd write per batch
+	file  *os.File        // fd, registered with the runtime poller for sleeping
+	rc    syscall.RawConn // file's, to park on
+	wfd   int             // eventfd
+	woken atomic.Int32    // 1 while a wakeup is pending: at most one eventfd write per batch
 	wbuf  [8]byte
 
 	// mu orders a trigger's eventfd write before close: once the loop has
@@ -55,6 +60,21 @@ func openPoller() (*poller, error) {
 		p.close()
 		return nil, err
 	}
+	// The epoll fd is itself pollable: it is readable when it has events.
+	// Handing it to the runtime's poller lets a loop sleep by parking its
+	// goroutine, which gives its P back at once, instead of blocking its
+	// thread in epoll_wait while the P waits to be retaken.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		p.close()
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	p.file = os.NewFile(uintptr(fd), "epoll")
+	rc, err := p.file.SyscallConn()
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	p.rc = rc
 	return p, nil
 }
 
@@ -69,29 +89,42 @@ func (p *poller) control(op, fd int, gen int32, events uint32) error {
 	return nil
 }
 
-// wait blocks for events up to msec milliseconds (-1: no limit). An
-// interrupted wait reports zero events.
+// wait returns ready events, waiting up to msec milliseconds (-1: no
+// limit, 0: not at all) for some. It never blocks the thread in
+// epoll_wait: when nothing is ready the goroutine parks on the runtime
+// poller until the epoll fd turns readable or the deadline passes, and
+// both polls are raw, non-blocking system calls. An interrupted or timed
+// out wait reports zero events.
 func (p *poller) wait(events []unix.EpollEvent, msec int) (int, error) {
-	var n int
-	var err error
-	if msec == 0 {
-		// A poll that cannot block need not tell the scheduler it enters
-		// a system call, which would invite it to hand this P away.
-		r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(p.fd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-		n = int(r)
-		if errno != 0 {
-			err = errno
-		}
-	} else {
-		n, err = unix.EpollWait(p.fd, events, msec)
+	n, err := p.poll(events)
+	if n != 0 || err != nil || msec == 0 {
+		return n, err
 	}
-	if err == unix.EINTR {
+	if msec > 0 {
+		p.file.SetReadDeadline(time.Now().Add(time.Duration(msec) * time.Millisecond))
+	} else {
+		p.file.SetReadDeadline(time.Time{})
+	}
+	rerr := p.rc.Read(func(uintptr) bool {
+		n, err = p.poll(events)
+		return n != 0 || err != nil
+	})
+	if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
+		return 0, rerr
+	}
+	return n, err
+}
+
+// poll collects ready events without blocking.
+func (p *poller) poll(events []unix.EpollEvent) (int, error) {
+	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(p.fd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if errno == unix.EINTR {
 		return 0, nil
 	}
-	if err != nil {
-		return 0, os.NewSyscallError("epoll_wait", err)
+	if errno != 0 {
+		return 0, os.NewSyscallError("epoll_wait", errno)
 	}
-	return n, nil
+	return int(r), nil
 }
 
 // trigger wakes the loop blocked in wait. Callers that find a wakeup
@@ -131,7 +164,11 @@ func (p *poller) close() {
 	}
 	p.closed = true
 	unix.Close(p.wfd)
-	unix.Close(p.fd)
+	if p.file != nil {
+		p.file.Close()
+	} else {
+		unix.Close(p.fd)
+	}
 }
 
 // writev writes iovs to fd in one system call. x/sys's Writev builds its
