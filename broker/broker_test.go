@@ -22,11 +22,10 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
-		// protoactor-go's process-wide dead-letter throttle and its
-		// dispatcher goroutines outlive any one actor system.
+		// protoactor-go's dead-letter throttle outlives the actor system
+		// that started it.
 		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewThrottle.func2"),
 		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewThrottleWithLogger.func2"),
-		goleak.IgnoreTopFunction("time.Sleep"),
 	)
 }
 
