@@ -83,26 +83,7 @@ func (c *Conn) Send(payload []byte) error {
 	if len(payload) > wire.MaxPayload {
 		return ErrFrameTooLarge
 	}
-	size := int64(wire.FrameSize(len(payload)))
-	c.mu.Lock()
-	if c.state != stateOpen {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	if c.queued.Load()+size > c.loop.maxPending {
-		c.closeLocked(ErrSlowConsumer)
-		c.mu.Unlock()
-		c.loop.schedule(c)
-		return ErrSlowConsumer
-	}
-	c.pend.appendFrame(payload)
-	c.queued.Add(size)
-	wake := c.wakeLocked()
-	c.mu.Unlock()
-	if wake {
-		c.loop.schedule(c)
-	}
-	return nil
+	return c.enqueue(payload, nil)
 }
 
 // SendFrame queues an encoded frame (as made by wire.AppendFrame) without
@@ -112,7 +93,16 @@ func (c *Conn) SendFrame(frame []byte) error {
 	if len(frame) < wire.Overhead || frame[0] != wire.Start || len(frame) != wire.FrameSize(int(frame[1])<<8|int(frame[2])) {
 		panic("netpoll: SendFrame given bytes that are not one encoded frame")
 	}
+	return c.enqueue(nil, frame)
+}
+
+// enqueue queues a payload to be framed into the connection's own buffer,
+// or, when frame is not nil, an encoded frame to be shared as it is.
+func (c *Conn) enqueue(payload, frame []byte) error {
 	size := int64(len(frame))
+	if frame == nil {
+		size = int64(wire.FrameSize(len(payload)))
+	}
 	c.mu.Lock()
 	if c.state != stateOpen {
 		c.mu.Unlock()
@@ -124,7 +114,11 @@ func (c *Conn) SendFrame(frame []byte) error {
 		c.loop.schedule(c)
 		return ErrSlowConsumer
 	}
-	c.pend.appendShared(frame)
+	if frame == nil {
+		c.pend.appendFrame(payload)
+	} else {
+		c.pend.appendShared(frame)
+	}
 	c.queued.Add(size)
 	wake := c.wakeLocked()
 	c.mu.Unlock()
