@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -33,6 +34,7 @@ type serveFlags struct {
 	drainTimeout time.Duration
 	logLevel     string
 	logFormat    string
+	httpAddr     string
 }
 
 func serveFlagSet(f *serveFlags) *flag.FlagSet {
@@ -51,6 +53,7 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", broker.DefaultDrainTimeout, "how long a graceful shutdown may take to flush queued frames")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.httpAddr, "http-addr", "", "serve HTTP monitoring (/metrics, /healthz, /stats) on this `address`, e.g. 127.0.0.1:8222; off when empty")
 	withEnvHelp(fs)
 	fs.Usage = func() {
 		w := fs.Output()
@@ -61,6 +64,11 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 		fmt.Fprintln(w, "drains gracefully (stop accepting, flush queued frames, close) and exits 0;")
 		fmt.Fprintln(w, "a second signal exits at once.")
 		fmt.Fprintln(w)
+		fmt.Fprintln(w, "With --http-addr (or HYDROGEN_HTTP_ADDR), e.g. 127.0.0.1:8222, it also serves")
+		fmt.Fprintln(w, "HTTP for operators: /metrics (Prometheus), /healthz (200 ok; 503 draining once")
+		fmt.Fprintln(w, "a shutdown begins) and /stats (the telemetry reply as JSON, at once). It stays")
+		fmt.Fprintln(w, "up while the broker drains and stops after it.")
+		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Flags:")
 		fs.PrintDefaults()
 	}
@@ -68,6 +76,17 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
+	return serve(args, stdout, stderr, func(c chan<- os.Signal) (stop func()) {
+		signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
+		return func() { signal.Stop(c) }
+	})
+}
+
+// serve is runServe with the signal subscription handed in, so that tests
+// can deliver a signal to the one serve they run rather than to the whole
+// test process. notify arranges for SIGINT and SIGTERM to reach c; the
+// function it returns undoes that.
+func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Signal) (stop func())) int {
 	var f serveFlags
 	fs := serveFlagSet(&f)
 	if code := parse(fs, args, stdout, stderr); code >= 0 {
@@ -112,6 +131,22 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	case int(f.maxPending) < 65539:
 		return usageError(stderr, "serve", "--max-pending %v: want at least one largest frame, 65539 bytes", f.maxPending)
 	}
+	if f.httpAddr != "" {
+		if err := checkHTTPAddr(f.httpAddr); err != nil {
+			return usageError(stderr, "serve", "%v", err)
+		}
+	}
+
+	// The monitoring address is bound before the broker's, so that a
+	// failure to bind it leaves nothing to unwind but this listener.
+	var httpLn net.Listener
+	if f.httpAddr != "" {
+		httpLn, err = net.Listen("tcp", f.httpAddr)
+		if err != nil {
+			log.Error("cannot start", "err", fmt.Errorf("--http-addr: %w", err))
+			return exitError
+		}
+	}
 
 	b, err := broker.New(broker.Config{
 		Addr:         f.addr,
@@ -127,18 +162,35 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		Logger:       log,
 	})
 	if err != nil {
+		if httpLn != nil {
+			httpLn.Close()
+		}
 		log.Error("cannot start", "err", err)
 		return exitError
 	}
 	b.HandlePerStream(app)
 
 	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(signals)
+	stopSignals := notify(signals)
+	defer stopSignals()
 
 	served := make(chan error, 1)
 	go func() { served <- b.Serve(context.Background()) }()
 	log.Info("listening", "addr", b.Addr().String(), "app", f.app, "loops", b.Loops(), "version", versionString())
+	// The monitoring server stops on the way out: after the broker has
+	// drained and stopped, so /healthz answers 503 all through the drain;
+	// at once after a second signal.
+	httpStopTimeout := httpShutdownTimeout
+	if httpLn != nil {
+		stopHTTP := serveMonitor(newMonitorServer(b, log), httpLn, log)
+		defer func() {
+			// While requests in flight finish, signals are the process's
+			// again: one more ends it at once.
+			stopSignals()
+			stopHTTP(httpStopTimeout)
+		}()
+		log.Info("http listening", "addr", httpLn.Addr().String())
+	}
 
 	var shutdown chan error
 	for {
@@ -156,6 +208,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		case sig := <-signals:
 			if shutdown != nil {
 				log.Warn("second signal; exiting at once", "signal", sig.String())
+				httpStopTimeout = 0
 				return exitError
 			}
 			st := b.Stats()
