@@ -43,8 +43,9 @@ type Config struct {
 	// (runtime.GOMAXPROCS).
 	Loops int
 	// MaxPayload is the largest frame payload a client may send, in
-	// bytes; default and maximum 65,535. A longer frame is a protocol
-	// error that closes its connection.
+	// bytes; default and maximum 65,535, minimum 5 (a telemetry request
+	// is 5 bytes). A longer frame is a protocol error that closes its
+	// connection.
 	MaxPayload int
 	// MaxConns caps open connections; default 0, no cap but the process's
 	// file descriptor limit. Connections past it are closed on accept.
@@ -103,8 +104,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
 	}
-	if cfg.MaxPayload < 0 || cfg.MaxPayload > wire.MaxPayload {
-		return nil, fmt.Errorf("broker: MaxPayload %d is outside 1..%d", cfg.MaxPayload, wire.MaxPayload)
+	if cfg.MaxPayload != 0 && (cfg.MaxPayload < wire.TelemetryRequestSize || cfg.MaxPayload > wire.MaxPayload) {
+		return nil, fmt.Errorf("broker: MaxPayload %d is outside %d..%d (a telemetry request is %d bytes)",
+			cfg.MaxPayload, wire.TelemetryRequestSize, wire.MaxPayload, wire.TelemetryRequestSize)
 	}
 	if cfg.MaxSpan < 0 {
 		return nil, fmt.Errorf("broker: MaxSpan %v is negative", cfg.MaxSpan)

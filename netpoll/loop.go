@@ -577,7 +577,7 @@ func (l *loop) accept() {
 				l.backOff(err)
 				return
 			default:
-				l.log.Error("accept", "addr", l.srv.addr, "err", err)
+				l.log.Error("accept", "addr", l.srv.addr.String(), "err", err)
 				l.backOff(err)
 				return
 			}
@@ -615,7 +615,7 @@ func (l *loop) backOff(err error) {
 	}
 	l.stats.acceptBackoffs.Add(1)
 	if l.backoff == minAcceptBackoff {
-		l.log.Warn("accept failed; backing off", "addr", l.srv.addr, "err", err)
+		l.log.Warn("accept failed; backing off", "addr", l.srv.addr.String(), "err", err)
 	}
 	if l.lnArmed {
 		if cerr := l.p.control(unix.EPOLL_CTL_DEL, l.ln.fd, listenerMarker, 0); cerr == nil {

@@ -349,6 +349,20 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"serve", "--loops", "0"}, 2, "--loops"},
 		{[]string{"serve", "--max-pending", "lots"}, 2, "max-pending"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
+		// help is a command like the others.
+		{[]string{"help", "--help"}, 0, "Commands:"},
+		{[]string{"help", "-h"}, 0, "Commands:"},
+		{[]string{"help", "help"}, 0, "Commands:"},
+		// A malformed address is a bad flag value (2); one that cannot
+		// be bound is not (1).
+		{[]string{"serve", "--addr", "nonsense"}, 2, `--addr "nonsense"`},
+		{[]string{"serve", "--addr", "127.0.0.1:99999"}, 2, "99999"},
+		{[]string{"serve", "--max-payload", "4"}, 2, "telemetry request"},
+		// Values a command takes but cannot use.
+		{[]string{"stats", "--seconds", "NaN"}, 2, "--seconds NaN"},
+		{[]string{"stats", "--timeout", "-1s"}, 2, "--timeout -1s"},
+		{[]string{"stats", "--timeout", "0s"}, 2, "--timeout 0s"},
+		{[]string{"bench", "echo", "--addr", "127.0.0.1:1", "--size", "4", "--quiet"}, 2, "size 4"},
 	} {
 		out, errOut, code := run(t, 10*time.Second, tc.args...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -127,6 +128,11 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	res, err := run(ctx, progress)
 	if progress != nil {
 		fmt.Fprintln(stderr)
+	}
+	if errors.Is(err, loadgen.ErrConfig) {
+		// A value the flags accept but the load cannot use, such as an
+		// echo payload too small to carry its stamp.
+		return usageError(stderr, "bench "+mode, "%v", err)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "broker bench %s: %v\n", mode, err)

@@ -55,16 +55,17 @@ const (
 	statsInterval = time.Second
 )
 
-// checkHTTPAddr checks that addr is HOST:PORT with a port from 0 to 65535.
+// checkAddr checks that the address given to flag is HOST:PORT with a port
+// from 0 to 65535, naming the flag and an example otherwise.
 // HOST may be empty (every interface), an IP address or a name; whether it
 // can be bound is for net.Listen to say.
-func checkHTTPAddr(addr string) error {
+func checkAddr(flag, addr, example string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("--http-addr %q: want HOST:PORT, such as 127.0.0.1:8222: %v", addr, err)
+		return fmt.Errorf("%s %q: want HOST:PORT, such as %s: %v", flag, addr, example, err)
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("--http-addr %q: port %q is not a number from 0 to 65535", addr, port)
+		return fmt.Errorf("%s %q: port %q is not a number from 0 to 65535", flag, addr, port)
 	}
 	return nil
 }

@@ -84,12 +84,14 @@ func usage(w io.Writer) {
 }
 
 func runHelp(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
+	// help is a command like the others: help --help, help -h and
+	// help help print the list of commands.
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		usage(stdout)
 		return exitOK
 	}
 	for _, c := range commands() {
-		if c.name == args[0] && c.name != "help" {
+		if c.name == args[0] {
 			return c.run([]string{"--help"}, stdout, stderr)
 		}
 	}

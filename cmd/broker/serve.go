@@ -18,6 +18,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hydrogen-mq/hydrogen/broker"
 	"github.com/hydrogen-mq/hydrogen/netpoll"
+	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
 type serveFlags struct {
@@ -44,7 +45,7 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs.StringVar(&f.app, "app", "broadcast", "built-in application: echo (reply to the sender) or broadcast (send to every other stream)")
 	fs.IntVar(&f.loops, "loops", runtime.GOMAXPROCS(0), "epoll event loops")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "maximum open connections; 0 means no limit but RLIMIT_NOFILE")
-	fs.IntVar(&f.maxPayload, "max-payload", 65535, "largest frame payload a client may send, in bytes (1-65535)")
+	fs.IntVar(&f.maxPayload, "max-payload", 65535, "largest frame payload a client may send, in bytes (5-65535; a telemetry request is 5)")
 	fs.Var(&f.maxPending, "max-pending", "outbound `bytes` queued per stream before it is closed as a slow consumer (e.g. 4MiB)")
 	fs.IntVar(&f.maxInbound, "max-inbound", 1024, "frames per stream waiting for the application before reading it pauses")
 	fs.DurationVar(&f.maxSpan, "max-span", 60*time.Second, "longest telemetry span a 0x0D request may ask for")
@@ -116,8 +117,8 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		return usageError(stderr, "serve", "--loops %d: want at least 1", f.loops)
 	case f.maxConns < 0:
 		return usageError(stderr, "serve", "--max-conns %d: want 0 or more", f.maxConns)
-	case f.maxPayload < 1 || f.maxPayload > 65535:
-		return usageError(stderr, "serve", "--max-payload %d: want 1 to 65535", f.maxPayload)
+	case f.maxPayload < wire.TelemetryRequestSize || f.maxPayload > wire.MaxPayload:
+		return usageError(stderr, "serve", "--max-payload %d: want %d (a telemetry request) to %d", f.maxPayload, wire.TelemetryRequestSize, wire.MaxPayload)
 	case f.maxInbound < 1:
 		return usageError(stderr, "serve", "--max-inbound %d: want at least 1", f.maxInbound)
 	case f.maxSpan <= 0:
@@ -131,8 +132,11 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 	case int(f.maxPending) < 65539:
 		return usageError(stderr, "serve", "--max-pending %v: want at least one largest frame, 65539 bytes", f.maxPending)
 	}
+	if err := checkAddr("--addr", f.addr, "0.0.0.0:1337"); err != nil {
+		return usageError(stderr, "serve", "%v", err)
+	}
 	if f.httpAddr != "" {
-		if err := checkHTTPAddr(f.httpAddr); err != nil {
+		if err := checkAddr("--http-addr", f.httpAddr, "127.0.0.1:8222"); err != nil {
 			return usageError(stderr, "serve", "%v", err)
 		}
 	}

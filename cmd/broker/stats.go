@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -42,8 +43,11 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 	if err := applyEnv(fs, lookupEnv); err != nil {
 		return usageError(stderr, "stats", "%v", err)
 	}
-	if *seconds <= 0 || *seconds > 3600 {
+	if math.IsNaN(*seconds) || *seconds <= 0 || *seconds > 3600 {
 		return usageError(stderr, "stats", "--seconds %v: want a span above 0 (the broker allows up to its --max-span)", *seconds)
+	}
+	if *timeout <= 0 {
+		return usageError(stderr, "stats", "--timeout %v: want a positive duration", *timeout)
 	}
 	if *asJSON && *watch {
 		return usageError(stderr, "stats", "--json and --watch do not go together")
