@@ -137,9 +137,20 @@ func New(cfg Config) (*Runtime, error) {
 // is one actor that receives every stream's messages; perStream is spawned
 // once per stream (Erlang style), as a child of the stream's connection
 // actor, and receives only that stream's messages.
-func (r *Runtime) Start(shared, perStream *actor.Props) error {
+//
+// onLoop, for a per-stream application only, runs each stream's actor on
+// the goroutine that sends to it — for its frames, the stream's event
+// loop — as the connection actor runs: no handoff to a worker per read,
+// and the replies leave in the read's own writev. Its handler must not
+// block, for while it runs its loop serves no other connection. (A shared
+// actor cannot run so: the loop that happened to start its mailbox would
+// run every other loop's frames too, and could be kept at it forever.)
+func (r *Runtime) Start(shared, perStream *actor.Props, onLoop bool) error {
 	if (shared == nil) == (perStream == nil) {
 		return errors.New("actors: exactly one of a shared and a per-stream application must be given")
+	}
+	if onLoop && perStream == nil {
+		return errors.New("actors: only a per-stream application can run on the event loop")
 	}
 	if r.appProps != nil {
 		return errors.New("actors: Start called twice")
@@ -151,7 +162,11 @@ func (r *Runtime) Start(shared, perStream *actor.Props) error {
 	r.perStream = perStream != nil
 	// Configure a copy: the caller's Props stay as they were.
 	cp := *app
-	r.appProps = cp.Configure(actor.WithReceiverMiddleware(r.appMiddleware), actor.WithDispatcher(r.disp))
+	var disp actor.Dispatcher = r.disp
+	if onLoop {
+		disp = actor.NewSynchronizedDispatcher(300)
+	}
+	r.appProps = cp.Configure(actor.WithReceiverMiddleware(r.appMiddleware), actor.WithDispatcher(disp))
 	strategy := actor.WithSupervisor(&restartAlways{rt: r})
 	// The connection actor runs on whichever goroutine sends to it, the
 	// event loop for its frames: its work per read is a loop of mailbox

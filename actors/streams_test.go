@@ -21,7 +21,7 @@ func serve(t testing.TB, app *actor.Props) (*Runtime, *netpoll.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rt.Start(nil, app); err != nil {
+	if err := rt.Start(nil, app, false); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := netpoll.Listen(netpoll.Config{Addr: "127.0.0.1:0", Loops: 2, Logger: log}, rt)

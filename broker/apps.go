@@ -4,7 +4,8 @@ import "github.com/asynkron/protoactor-go/actor"
 
 // Echo is the built-in application that replies to each frame with the
 // same payload, to its sender alone. Run it per stream
-// (HandlePerStream), so that streams are echoed in parallel.
+// (HandlePerStream), so that streams are echoed in parallel; it never
+// blocks, so it may run on the event loops (OnEventLoop).
 func Echo() *actor.Props {
 	return actor.PropsFromFunc(func(ctx actor.Context) {
 		if m, ok := ctx.Message().(*Received); ok {
@@ -16,7 +17,8 @@ func Echo() *actor.Props {
 // Broadcast is the built-in application that sends each frame to every
 // other open stream. Run it per stream (HandlePerStream): each stream's
 // frames then reach the others in the order sent, and streams publish in
-// parallel.
+// parallel. It never blocks, so it may run on the event loops
+// (OnEventLoop).
 func Broadcast() *actor.Props {
 	return actor.PropsFromFunc(func(ctx actor.Context) {
 		if m, ok := ctx.Message().(*Received); ok {

@@ -24,9 +24,9 @@ const benchPayload = 64
 // target is a server under test: its address and a way to stop it.
 type target func(testing.TB) string
 
-func brokerTarget(app func() *actor.Props, perStream bool) target {
+func brokerTarget(app func() *actor.Props, perStream bool, opts ...broker.HandleOption) target {
 	return func(tb testing.TB) string {
-		return start(tb, broker.Config{}, app(), perStream).Addr().String()
+		return start(tb, broker.Config{}, app(), perStream, opts...).Addr().String()
 	}
 }
 
@@ -49,6 +49,7 @@ func BenchmarkEcho(b *testing.B) {
 		t    target
 	}{
 		{"baseline", baselineTarget(baseline.Echo)},
+		{"broker-onloop", brokerTarget(broker.Echo, true, broker.OnEventLoop())},
 		{"broker-perstream", brokerTarget(broker.Echo, true)},
 		{"broker-shared", brokerTarget(broker.Echo, false)},
 	} {
@@ -64,6 +65,7 @@ func BenchmarkEcho1x1(b *testing.B) {
 		t    target
 	}{
 		{"baseline", baselineTarget(baseline.Echo)},
+		{"broker-onloop", brokerTarget(broker.Echo, true, broker.OnEventLoop())},
 		{"broker-perstream", brokerTarget(broker.Echo, true)},
 	} {
 		b.Run(tc.name, func(b *testing.B) { benchEcho(b, tc.t(b), 1, 1, 1_000) })
@@ -102,6 +104,7 @@ func BenchmarkFanout(b *testing.B) {
 		t    target
 	}{
 		{"baseline", baselineTarget(baseline.Broadcast)},
+		{"broker-onloop", brokerTarget(broker.Broadcast, true, broker.OnEventLoop())},
 		{"broker-perstream", brokerTarget(broker.Broadcast, true)},
 	} {
 		b.Run(tc.name, func(b *testing.B) {

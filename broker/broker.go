@@ -91,6 +91,7 @@ type Broker struct {
 	mu        sync.Mutex
 	shared    *actor.Props
 	perStream *actor.Props
+	onLoop    bool // run perStream on the event loops
 	serving   bool
 	stopOnce  sync.Once
 	stopErr   error
@@ -156,18 +157,37 @@ func New(cfg Config) (*Broker, error) {
 // frame that panicked is not retried.
 func (b *Broker) Handle(props *actor.Props) {
 	b.mu.Lock()
-	b.shared, b.perStream = props, nil
+	b.shared, b.perStream, b.onLoop = props, nil, false
 	b.mu.Unlock()
 }
 
 // HandlePerStream makes props the application, spawned once per stream
 // (Erlang style): each stream's actor receives only that stream's
 // messages and stops after Closed. Streams are then handled in parallel.
-func (b *Broker) HandlePerStream(props *actor.Props) {
+func (b *Broker) HandlePerStream(props *actor.Props, opts ...HandleOption) {
+	var o handleOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	b.mu.Lock()
-	b.shared, b.perStream = nil, props
+	b.shared, b.perStream, b.onLoop = nil, props, o.onLoop
 	b.mu.Unlock()
 }
+
+// A HandleOption adjusts how HandlePerStream runs the application.
+type HandleOption func(*handleOptions)
+
+type handleOptions struct{ onLoop bool }
+
+// OnEventLoop runs each stream's application actor on that stream's event
+// loop, where its connection actor runs, instead of on the pool of worker
+// goroutines: a frame reaches the handler with no goroutine handoff, and
+// the replies to one read leave together in one writev — the fastest way
+// to run a handler. The handler must never block (no I/O, no waiting on
+// locks, channels or futures), because while it runs no other connection
+// on its loop is read or written. The built-in Echo and Broadcast are such
+// handlers, and the broker binary runs them so.
+func OnEventLoop() HandleOption { return func(o *handleOptions) { o.onLoop = true } }
 
 // Addr is the address the broker listens on.
 func (b *Broker) Addr() net.Addr { return b.srv.Addr() }
@@ -195,12 +215,12 @@ func (b *Broker) Serve(ctx context.Context) error {
 		return errors.New("broker: Serve called twice")
 	}
 	b.serving = true
-	shared, perStream := b.shared, b.perStream
+	shared, perStream, onLoop := b.shared, b.perStream, b.onLoop
 	b.mu.Unlock()
 	if shared == nil && perStream == nil {
 		return errors.New("broker: no application: call Handle or HandlePerStream before Serve")
 	}
-	if err := b.rt.Start(shared, perStream); err != nil {
+	if err := b.rt.Start(shared, perStream, onLoop); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
 	serveErr := make(chan error, 1)

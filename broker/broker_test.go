@@ -59,7 +59,14 @@ func TestPingPong(t *testing.T) {
 }
 
 func TestBroadcastReachesEveryOtherStream(t *testing.T) {
-	b := start(t, broker.Config{}, broker.Broadcast(), true)
+	for _, mode := range appModes {
+		t.Run(mode.name, func(t *testing.T) {
+			testBroadcast(t, start(t, broker.Config{}, broker.Broadcast(), mode.perStream, mode.opts...))
+		})
+	}
+}
+
+func testBroadcast(t *testing.T, b *broker.Broker) {
 	const n = 20
 	peers := make([]*peer, n)
 	for i := range peers {
@@ -81,6 +88,12 @@ func TestBroadcastReachesEveryOtherStream(t *testing.T) {
 }
 
 func TestStreamLifecycleMessages(t *testing.T) {
+	for _, mode := range appModes {
+		t.Run(mode.name, func(t *testing.T) { testLifecycle(t, mode.perStream, mode.opts...) })
+	}
+}
+
+func testLifecycle(t *testing.T, perStream bool, opts ...broker.HandleOption) {
 	events := make(chan string, 16)
 	b := start(t, broker.Config{}, actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
@@ -91,7 +104,7 @@ func TestStreamLifecycleMessages(t *testing.T) {
 		case *broker.Closed:
 			events <- "closed " + fmt.Sprint(m.Reason != nil)
 		}
-	}), true)
+	}), perStream, opts...)
 	p := dial(t, b)
 	p.send([]byte("x"))
 	p.c.Close()
@@ -263,9 +276,22 @@ func TestProtocolErrorClosesOnlyTheOffender(t *testing.T) {
 	waitFor(t, "protocol errors counted", 5*time.Second, func() bool { return b.Stats().IO.ClosedProtocol == 3 })
 }
 
+// appModes are the ways an application can run: one shared actor, an
+// actor per stream on the worker pool, and an actor per stream on the
+// event loops.
+var appModes = []struct {
+	name      string
+	perStream bool
+	opts      []broker.HandleOption
+}{
+	{"shared", false, nil},
+	{"perstream", true, nil},
+	{"onloop", true, []broker.HandleOption{broker.OnEventLoop()}},
+}
+
 func TestPanickingHandlerIsRestarted(t *testing.T) {
-	for _, perStream := range []bool{false, true} {
-		t.Run(fmt.Sprintf("perStream=%v", perStream), func(t *testing.T) {
+	for _, mode := range appModes {
+		t.Run(mode.name, func(t *testing.T) {
 			b := start(t, broker.Config{}, actor.PropsFromFunc(func(ctx actor.Context) {
 				if m, ok := ctx.Message().(*broker.Received); ok {
 					if string(m.Payload) == "boom" {
@@ -273,7 +299,7 @@ func TestPanickingHandlerIsRestarted(t *testing.T) {
 					}
 					m.Stream.Send(m.Payload)
 				}
-			}), perStream)
+			}), mode.perStream, mode.opts...)
 			p, other := dial(t, b), dial(t, b)
 			for range 20 {
 				p.send([]byte("boom"))
@@ -295,7 +321,14 @@ func TestPanickingHandlerIsRestarted(t *testing.T) {
 }
 
 func TestPerStreamOrderUnderLoad(t *testing.T) {
-	b := start(t, broker.Config{}, broker.Echo(), true)
+	for _, mode := range appModes {
+		t.Run(mode.name, func(t *testing.T) {
+			testOrderUnderLoad(t, start(t, broker.Config{}, broker.Echo(), mode.perStream, mode.opts...))
+		})
+	}
+}
+
+func testOrderUnderLoad(t *testing.T, b *broker.Broker) {
 	const clients, frames = 10, 3000
 	var wg sync.WaitGroup
 	for id := range clients {

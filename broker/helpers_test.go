@@ -20,7 +20,7 @@ import (
 
 // start runs a broker on a free loopback port with the given application
 // and stops it when the test ends.
-func start(t testing.TB, cfg broker.Config, app *actor.Props, perStream bool) *broker.Broker {
+func start(t testing.TB, cfg broker.Config, app *actor.Props, perStream bool, opts ...broker.HandleOption) *broker.Broker {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
@@ -33,7 +33,7 @@ func start(t testing.TB, cfg broker.Config, app *actor.Props, perStream bool) *b
 		t.Fatalf("New: %v", err)
 	}
 	if perStream {
-		b.HandlePerStream(app)
+		b.HandlePerStream(app, opts...)
 	} else {
 		b.Handle(app)
 	}

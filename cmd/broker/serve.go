@@ -172,7 +172,7 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		log.Error("cannot start", "err", err)
 		return exitError
 	}
-	b.HandlePerStream(app)
+	b.HandlePerStream(app, broker.OnEventLoop())
 
 	signals := make(chan os.Signal, 2)
 	stopSignals := notify(signals)
