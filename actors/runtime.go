@@ -162,18 +162,17 @@ func (r *Runtime) Start(shared, perStream *actor.Props, onLoop bool) error {
 	r.perStream = perStream != nil
 	// Configure a copy: the caller's Props stay as they were.
 	cp := *app
-	var disp actor.Dispatcher = r.disp
+	r.appProps = cp.Configure(actor.WithReceiverMiddleware(r.appMiddleware), actor.WithDispatcher(r.disp))
 	if onLoop {
-		disp = actor.NewSynchronizedDispatcher(300)
+		r.appProps = r.appProps.Configure(actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)), actor.WithMailbox(newLoopMailbox))
 	}
-	r.appProps = cp.Configure(actor.WithReceiverMiddleware(r.appMiddleware), actor.WithDispatcher(disp))
 	strategy := actor.WithSupervisor(&restartAlways{rt: r})
 	// The connection actor runs on whichever goroutine sends to it, the
 	// event loop for its frames: its work per read is a loop of mailbox
 	// pushes, cheaper than the goroutine handoff a dispatcher would cost.
 	// Its mailbox still serialises it, and a sender that finds it busy
 	// only queues.
-	r.connProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{rt: r} }, strategy, actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)))
+	r.connProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{rt: r} }, strategy, actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)), actor.WithMailbox(newLoopMailbox))
 	if shared == nil {
 		return nil
 	}

@@ -1,0 +1,180 @@
+package actors
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// loopMailbox is the mailbox of the actors that run on the goroutine
+// sending to them (the connection actors, and per-stream applications run
+// with OnEventLoop): for their frames, the event loop.
+//
+// protoactor's default mailbox hands its dispatcher a method value each
+// time an idle mailbox gets a message, which allocates; an actor that runs
+// on the loop goes idle after every read, so that was one allocation per
+// read for the connection actor and one per frame for the application.
+// This mailbox binds its run function once. Its queues are slices under a
+// mutex that are reused once drained: the sender is nearly always the
+// goroutine that then runs the mailbox, so the mutex is uncontended.
+//
+// It keeps the default mailbox's contract: system messages before user
+// messages, SuspendMailbox/ResumeMailbox honoured, a message batch
+// unpacked, a panic escalated to the supervisor with the message that
+// caused it, and a yield to the scheduler every throughput messages.
+type loopMailbox struct {
+	mu     sync.Mutex
+	user   fifo
+	system fifo
+
+	status    atomic.Int32 // idle or running
+	userN     atomic.Int32
+	sysN      atomic.Int32
+	suspended atomic.Bool
+
+	invoker    actor.MessageInvoker
+	dispatcher actor.Dispatcher
+	run        func() // processMessages, bound once
+}
+
+const (
+	mailboxIdle int32 = iota
+	mailboxRunning
+)
+
+func newLoopMailbox() actor.Mailbox {
+	m := &loopMailbox{}
+	m.run = m.processMessages
+	return m
+}
+
+// fifo is a queue in a slice: popped from head, reset when empty.
+type fifo struct {
+	items []any
+	head  int
+}
+
+func (q *fifo) push(v any) { q.items = append(q.items, v) }
+
+func (q *fifo) pop() (any, bool) {
+	if q.head == len(q.items) {
+		return nil, false
+	}
+	v := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		// Keep a small backing array for the next burst; let a large one go.
+		if cap(q.items) > 1024 {
+			q.items = nil
+		} else {
+			q.items = q.items[:0]
+		}
+		q.head = 0
+	}
+	return v, true
+}
+
+func (m *loopMailbox) PostUserMessage(message any) {
+	if batch, ok := message.(actor.MessageBatch); ok {
+		for _, msg := range batch.GetMessages() {
+			m.PostUserMessage(msg)
+		}
+	}
+	if env, ok := message.(*actor.MessageEnvelope); ok {
+		if batch, ok := env.Message.(actor.MessageBatch); ok {
+			for _, msg := range batch.GetMessages() {
+				m.PostUserMessage(msg)
+			}
+		}
+	}
+	m.mu.Lock()
+	m.user.push(message)
+	m.mu.Unlock()
+	m.userN.Add(1)
+	m.schedule()
+}
+
+func (m *loopMailbox) PostSystemMessage(message any) {
+	m.mu.Lock()
+	m.system.push(message)
+	m.mu.Unlock()
+	m.sysN.Add(1)
+	m.schedule()
+}
+
+func (m *loopMailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
+	m.invoker = invoker
+	m.dispatcher = dispatcher
+}
+
+func (m *loopMailbox) Start() {}
+
+func (m *loopMailbox) UserMessageCount() int { return int(m.userN.Load()) }
+
+func (m *loopMailbox) schedule() {
+	if m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
+		m.dispatcher.Schedule(m.run)
+	}
+}
+
+func (m *loopMailbox) processMessages() {
+	for {
+		m.drain()
+		m.status.Store(mailboxIdle)
+		// A message posted after drain found the queues empty, and before
+		// the store above, did not schedule: look again.
+		if m.sysN.Load() == 0 && (m.suspended.Load() || m.userN.Load() == 0) {
+			return
+		}
+		if !m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
+			return // its poster scheduled the mailbox
+		}
+	}
+}
+
+func (m *loopMailbox) drain() {
+	var msg any
+	defer func() {
+		if r := recover(); r != nil {
+			m.invoker.EscalateFailure(r, msg)
+		}
+	}()
+	throughput := m.dispatcher.Throughput()
+	for i := 0; ; i++ {
+		if i >= throughput {
+			i = 0
+			runtime.Gosched()
+		}
+		m.mu.Lock()
+		sys, ok := m.system.pop()
+		m.mu.Unlock()
+		if ok {
+			msg = sys
+			m.sysN.Add(-1)
+			switch sys.(type) {
+			case *actor.SuspendMailbox:
+				m.suspended.Store(true)
+			case *actor.ResumeMailbox:
+				m.suspended.Store(false)
+			default:
+				m.invoker.InvokeSystemMessage(sys)
+			}
+			continue
+		}
+		if m.suspended.Load() {
+			return
+		}
+		m.mu.Lock()
+		user, ok := m.user.pop()
+		m.mu.Unlock()
+		if !ok {
+			return
+		}
+		msg = user
+		m.userN.Add(-1)
+		m.invoker.InvokeUserMessage(user)
+	}
+}
