@@ -27,6 +27,10 @@ type Config struct {
 	// Counters reports the I/O counters for telemetry replies; it is
 	// called at most once per reply batch. Default: all zero.
 	Counters func() telemetry.Counters
+
+	// Cluster describes the cluster the broker belongs to, for telemetry
+	// replies; nil (or returning nil) when it runs alone.
+	Cluster func() *telemetry.Cluster
 }
 
 // Defaults.

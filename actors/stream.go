@@ -92,6 +92,10 @@ func (s *Stream) framesIn(n int) {
 type StreamList struct {
 	shards []streamShard
 	n      atomic.Int64
+
+	// remote, when set, also carries every broadcast to the other nodes
+	// of a cluster; nil on a broker running alone. Set before serving.
+	remote func(from *Stream, payload []byte)
 }
 
 type streamShard struct {
@@ -150,7 +154,21 @@ func (l *StreamList) BroadcastExcept(except *Stream, payload []byte) (int, error
 	if err != nil {
 		return 0, err
 	}
+	if l.remote != nil {
+		l.remote(except, payload)
+	}
 	return l.SendFrameExcept(except, frame), nil
+}
+
+// SetRemote makes Broadcast and BroadcastExcept also hand each payload
+// to publish, with the stream excepted (the publishing stream, for the
+// built-in broadcast application; nil for Broadcast). A clustered broker
+// sets it to publish to the other nodes, and hands what they publish to
+// SendFrameExcept, which does not call it again. publish must copy payload
+// and must not block. Call it before the first broadcast: it is read
+// without synchronisation.
+func (l *StreamList) SetRemote(publish func(from *Stream, payload []byte)) {
+	l.remote = publish
 }
 
 // SendFrameExcept queues an encoded frame (wire.Encode) to every open

@@ -145,6 +145,10 @@ func (a *telemetryActor) answerDue() {
 		return
 	}
 	counters := a.rt.Counters()
+	var cluster *telemetry.Cluster
+	if a.rt.cfg.Cluster != nil {
+		cluster = a.rt.cfg.Cluster()
+	}
 	mem, memErr := telemetry.ReadMemInfo()
 	var lastBefore telemetry.CPUSample
 	var frame []byte
@@ -158,6 +162,7 @@ func (a *telemetryActor) answerDue() {
 		}
 		if frame == nil || w.before.Seq != lastBefore.Seq {
 			reply := telemetry.BuildReply(a.rt.start, now, counters, w.before, after, mem)
+			reply.Cluster = cluster
 			payload, err := reply.AppendJSON(nil)
 			if err == nil {
 				frame, err = wire.Encode(payload)

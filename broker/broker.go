@@ -12,6 +12,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hydrogen-mq/hydrogen/actors"
+	"github.com/hydrogen-mq/hydrogen/actors/cluster"
 	"github.com/hydrogen-mq/hydrogen/netpoll"
 	"github.com/hydrogen-mq/hydrogen/telemetry"
 	"github.com/hydrogen-mq/hydrogen/wire"
@@ -72,6 +73,15 @@ type Config struct {
 	// Logger receives the broker's logs, protoactor's included; default
 	// slog.Default().
 	Logger *slog.Logger
+	// Cluster, when set, joins this broker to a cluster of brokers (see
+	// package actors/cluster): every broadcast through the StreamList
+	// also reaches the streams of every other node, and theirs reach this
+	// node's. Its Provider chooses how members are found: nil is
+	// protoactor's automanaged provider over Cluster.Peers; set a consul,
+	// etcd or Kubernetes provider from protoactor-go's
+	// cluster/clusterproviders instead. Its Logger defaults to Logger.
+	// Default nil: the broker runs alone and pays nothing for clustering.
+	Cluster *cluster.Config
 }
 
 // Defaults of Config.
@@ -97,6 +107,7 @@ type Broker struct {
 	stopErr   error
 	stopped   chan struct{}
 	draining  atomic.Bool
+	node      *cluster.Node // nil when the broker runs alone
 }
 
 // New validates cfg, binds the listening address and starts the actor
@@ -128,10 +139,18 @@ func New(cfg Config) (*Broker, error) {
 		Shards:     cfg.Loops,
 		Logger:     cfg.Logger,
 		Counters:   b.ioCounters,
+		Cluster:    b.clusterInfo,
 		Start:      b.start,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b.rt = rt
+	if cfg.Cluster != nil {
+		if err := b.joinCluster(*cfg.Cluster); err != nil {
+			rt.Shutdown()
+			return nil, fmt.Errorf("broker: %w", err)
+		}
 	}
 	srv, err := netpoll.Listen(netpoll.Config{
 		Addr:         cfg.Addr,
@@ -144,11 +163,78 @@ func New(cfg Config) (*Broker, error) {
 		Logger:       cfg.Logger,
 	}, rt)
 	if err != nil {
+		lctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+		_ = b.leaveCluster(lctx)
+		cancel()
 		rt.Shutdown()
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	b.srv, b.rt = srv, rt
+	b.srv = srv
 	return b, nil
+}
+
+// joinCluster starts this broker's cluster node. Broadcasts go out
+// through the StreamList's remote hook, published as the stream that
+// sent them; what the other nodes publish is encoded once and queued to
+// every local stream, without being published again.
+func (b *Broker) joinCluster(cc cluster.Config) error {
+	if cc.Logger == nil {
+		cc.Logger = b.cfg.Logger
+	}
+	streams := b.rt.Streams()
+	if cc.Conns == nil {
+		cc.Conns = streams.Len
+	}
+	node, err := cluster.Start(cc, func(_ uint64, payload []byte) {
+		if frame, err := wire.Encode(payload); err == nil {
+			streams.SendFrameExcept(nil, frame)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	b.node = node
+	streams.SetRemote(func(from *Stream, payload []byte) {
+		var id uint64
+		if from != nil {
+			id = from.ID()
+		}
+		_ = node.Publish(id, payload) // ErrFull is counted and logged by the node
+	})
+	return nil
+}
+
+// Cluster is the broker's cluster node, for its members and counters;
+// nil when the broker runs alone.
+func (b *Broker) Cluster() *cluster.Node { return b.node }
+
+// clusterInfo is the cluster part of a telemetry reply.
+func (b *Broker) clusterInfo() *telemetry.Cluster {
+	if b.node == nil {
+		return nil
+	}
+	ms := b.node.Members()
+	c := &telemetry.Cluster{Name: b.node.Name(), Members: make([]telemetry.Member, len(ms))}
+	for i, m := range ms {
+		c.Members[i].Address = m.Address
+		if m.Conns >= 0 {
+			n := int64(m.Conns)
+			c.Members[i].Clients = &n
+		}
+	}
+	return c
+}
+
+// ClusterInfo describes the cluster for telemetry (the 0x0D reply's and
+// /stats' cluster object); nil when the broker runs alone.
+func (b *Broker) ClusterInfo() *telemetry.Cluster { return b.clusterInfo() }
+
+// leaveCluster leaves the cluster, if the broker is in one.
+func (b *Broker) leaveCluster(ctx context.Context) error {
+	if b.node == nil {
+		return nil
+	}
+	return b.node.Shutdown(ctx)
 }
 
 // Handle makes props the application: one actor, spawned when Serve
@@ -228,6 +314,9 @@ func (b *Broker) Serve(ctx context.Context) error {
 	select {
 	case err := <-serveErr:
 		// The loops ended on their own: Shutdown ran, or a loop failed.
+		lctx, cancel := context.WithTimeout(context.Background(), b.cfg.DrainTimeout)
+		_ = b.leaveCluster(lctx)
+		cancel()
 		b.rt.Shutdown()
 		if err != nil {
 			return fmt.Errorf("broker: %w", err)
@@ -252,10 +341,17 @@ func (b *Broker) Serve(ctx context.Context) error {
 func (b *Broker) Shutdown(ctx context.Context) error {
 	b.stopOnce.Do(func() {
 		b.draining.Store(true)
+		// Leave the cluster while draining: the other nodes stop sending
+		// here, and protoactor's graceful leave takes a couple of seconds.
+		left := make(chan error, 1)
+		go func() { left <- b.leaveCluster(ctx) }()
 		b.srv.Quiesce()
 		err := b.rt.Drain(ctx)
 		if serr := b.srv.Shutdown(ctx); err == nil {
 			err = serr
+		}
+		if lerr := <-left; err == nil {
+			err = lerr
 		}
 		b.rt.Shutdown()
 		if err != nil {

@@ -143,6 +143,7 @@ func (m *monitor) stats(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	r := telemetry.BuildReply(m.b.StartTime(), time.Now(), m.b.Counters(), before, after, mem)
+	r.Cluster = m.b.ClusterInfo()
 	doc, err := r.AppendJSON(make([]byte, 0, 1024))
 	if err != nil {
 		m.statsError(w, err)

@@ -17,6 +17,10 @@ func newRegistry(b *broker.Broker) *prometheus.Registry {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if b != nil && b.Cluster() != nil { // (some tests pass no broker)
+		n := b.Cluster()
+		reg.MustRegister(newClusterCollector(n))
+	}
 	return reg
 }
 

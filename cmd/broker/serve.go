@@ -36,6 +36,9 @@ type serveFlags struct {
 	logLevel     string
 	logFormat    string
 	httpAddr     string
+	cluster      string
+	clusterAddr  string
+	peers        string
 }
 
 func serveFlagSet(f *serveFlags) *flag.FlagSet {
@@ -55,6 +58,9 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.httpAddr, "http-addr", "", "serve HTTP monitoring (/metrics, /healthz, /stats) on this `address`, e.g. 127.0.0.1:8222; off when empty")
+	fs.StringVar(&f.cluster, "cluster", "", "join the cluster of this `name` (see --cluster-addr, --peers); off when empty")
+	fs.StringVar(&f.clusterAddr, "cluster-addr", "", "`HOST:PORT` the other nodes reach this one at (protoactor remote); the next port is the membership provider's")
+	fs.StringVar(&f.peers, "peers", "", "the nodes' cluster addresses, `HOST:PORT,...`; this node's own may be listed")
 	withEnvHelp(fs)
 	fs.Usage = func() {
 		w := fs.Output()
@@ -69,6 +75,10 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 		fmt.Fprintln(w, "HTTP for operators: /metrics (Prometheus), /healthz (200 ok; 503 draining once")
 		fmt.Fprintln(w, "a shutdown begins) and /stats (the telemetry reply as JSON, at once). It stays")
 		fmt.Fprintln(w, "up while the broker drains and stops after it.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "With --cluster NAME --cluster-addr HOST:PORT --peers HOST:PORT,... it joins a")
+		fmt.Fprintln(w, "cluster of brokers (protoactor-go's, automanaged membership over the peers):")
+		fmt.Fprintln(w, "a broadcast on any node reaches the streams of every node.")
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Flags:")
 		fs.PrintDefaults()
@@ -140,6 +150,10 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 			return usageError(stderr, "serve", "%v", err)
 		}
 	}
+	clusterCfg, err := clusterConfig(f.cluster, f.clusterAddr, f.peers)
+	if err != nil {
+		return usageError(stderr, "serve", "%v", err)
+	}
 
 	// The monitoring address is bound before the broker's, so that a
 	// failure to bind it leaves nothing to unwind but this listener.
@@ -164,6 +178,7 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		IdleTimeout:  f.idleTimeout,
 		DrainTimeout: f.drainTimeout,
 		Logger:       log,
+		Cluster:      clusterCfg,
 	})
 	if err != nil {
 		if httpLn != nil {

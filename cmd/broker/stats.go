@@ -140,6 +140,7 @@ func printStats(w io.Writer, addr string, st, prev *client.Stats, elapsed time.D
 			fmt.Fprintf(tw, "%s\t%s\t\n", strings.ReplaceAll(k, "_", " "), v)
 		}
 	}
+	printCluster(tw, st.Extra["cluster"])
 	tw.Flush()
 }
 

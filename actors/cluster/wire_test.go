@@ -1,0 +1,43 @@
+package cluster
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestBatchRoundTrip(t *testing.T) {
+	type fr struct {
+		pub uint64
+		p   []byte
+	}
+	in := []fr{{1, []byte("a")}, {1 << 60, nil}, {7, bytes.Repeat([]byte{0x01, 0x17, 0x0D}, 30000)}}
+	var b []byte
+	size := 0
+	for _, f := range in {
+		b = appendFrame(b, f.pub, f.p)
+		size += frameSize(f.pub, len(f.p))
+	}
+	if size != len(b) {
+		t.Fatalf("frameSize sums to %d, encoded %d", size, len(b))
+	}
+	b = appendHeader(b, 42, 3, 99)
+	node, seq, first, err := batchHeader(b)
+	if err != nil || node != 42 || seq != 3 || first != 99 {
+		t.Fatalf("header %d %d %d %v", node, seq, first, err)
+	}
+	var out []fr
+	if err := eachFrame(b, func(pub uint64, p []byte) { out = append(out, fr{pub, bytes.Clone(p)}) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in) {
+		t.Fatalf("%d frames, want %d", len(out), len(in))
+	}
+	for i := range in {
+		if out[i].pub != in[i].pub || !bytes.Equal(out[i].p, in[i].p) {
+			t.Errorf("frame %d differs", i)
+		}
+	}
+	if err := eachFrame(b[:len(b)-20], func(uint64, []byte) {}); err == nil {
+		t.Error("a truncated batch parsed")
+	}
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/hydrogen-mq/hydrogen/actors/cluster"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// clusterConfig checks the --cluster, --cluster-addr and --peers flags and
+// returns the cluster configuration, or nil when --cluster is not set.
+func clusterConfig(name, addr, peers string) (*cluster.Config, error) {
+	if name == "" {
+		if addr != "" || peers != "" {
+			return nil, fmt.Errorf("--cluster-addr and --peers need --cluster NAME")
+		}
+		return nil, nil
+	}
+	if strings.TrimSpace(name) != name || strings.ContainsAny(name, " \t\n") {
+		return nil, fmt.Errorf("--cluster %q: want a name without spaces", name)
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("--cluster %s needs --cluster-addr HOST:PORT, the address the other nodes reach this one at", name)
+	}
+	if err := clusterAddr("--cluster-addr", addr); err != nil {
+		return nil, err
+	}
+	c := &cluster.Config{Name: name, Addr: addr}
+	for p := range strings.SplitSeq(peers, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if err := clusterAddr("--peers", p); err != nil {
+			return nil, err
+		}
+		c.Peers = append(c.Peers, p)
+	}
+	return c, nil
+}
+
+// clusterAddr checks one node's cluster address: a host the others can
+// reach and a port from 1 to 65534 (the port above it is the membership
+// provider's).
+func clusterAddr(flag, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: want HOST:PORT, such as 10.0.0.1:7946: %v", flag, addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return fmt.Errorf("%s %q: want a host the other nodes can reach, not a wildcard", flag, addr)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n < 1 || n > 65534 {
+		return fmt.Errorf("%s %q: port %q: want 1 to 65534 (the next port is the membership provider's)", flag, addr, port)
+	}
+	return nil
+}
+
+// clusterCollector is the hydrogen_cluster_ metrics of a clustered
+// broker, read from the node's counters at scrape time.
+type clusterCollector struct {
+	node                                  *cluster.Node
+	members, memberConns, backlog         *prometheus.Desc
+	published, received, dropped          *prometheus.Desc
+	batchesSent, batchesLost, gaps, dupes *prometheus.Desc
+}
+
+func newClusterCollector(n *cluster.Node) *clusterCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, prometheus.Labels{"cluster": n.Name()})
+	}
+	return &clusterCollector{
+		node:        n,
+		members:     d("hydrogen_cluster_members", "Members of the cluster now, this broker included."),
+		memberConns: d("hydrogen_cluster_member_connections", "Open connections of each member, as last gossiped.", "address"),
+		backlog:     d("hydrogen_cluster_backlog_bytes", "Broadcast bytes queued for other nodes now: waiting for a batch, plus the longest peer backlog."),
+		published:   d("hydrogen_cluster_published_total", "Broadcast frames handed to the cluster for the other nodes."),
+		received:    d("hydrogen_cluster_received_total", "Broadcast frames received from other nodes and queued to this broker's streams."),
+		dropped:     d("hydrogen_cluster_dropped_total", "Broadcast frames dropped for a node that could not keep up, counted once per node missed."),
+		batchesSent: d("hydrogen_cluster_batches_sent_total", "Batches sent to other nodes, counted once per node."),
+		batchesLost: d("hydrogen_cluster_batches_lost_total", "Batches sent and never acknowledged (node gone, or timed out)."),
+		gaps:        d("hydrogen_cluster_gaps_total", "Batches from other nodes that never arrived here (dropped for this node, or lost)."),
+		dupes:       d("hydrogen_cluster_duplicates_total", "Batches from other nodes refused as already seen."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.members, c.memberConns, c.backlog, c.published, c.received, c.dropped, c.batchesSent, c.batchesLost, c.gaps, c.dupes} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.node.Stats()
+	g := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	k := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	g(c.members, float64(s.Members))
+	g(c.backlog, float64(s.Backlog))
+	seen := map[string]bool{} // a restarted member may show twice for a moment
+	for _, m := range c.node.Members() {
+		if m.Conns >= 0 && !seen[m.Address] {
+			seen[m.Address] = true
+			g(c.memberConns, float64(m.Conns), m.Address)
+		}
+	}
+	k(c.published, s.Published)
+	k(c.received, s.Received)
+	k(c.dropped, s.Dropped)
+	k(c.batchesSent, s.BatchesSent)
+	k(c.batchesLost, s.BatchesLost)
+	k(c.gaps, s.Gaps)
+	k(c.dupes, s.Duplicates)
+}
+
+// printCluster adds a clustered broker's cluster object to the stats
+// table: the name, then each member with its connections.
+func printCluster(w io.Writer, raw json.RawMessage) {
+	if raw == nil {
+		return
+	}
+	var c struct {
+		Name    string `json:"name"`
+		Members []struct {
+			Address string `json:"address"`
+			Clients *int64 `json:"clients"`
+		} `json:"members"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return
+	}
+	fmt.Fprintf(w, "cluster\t%s\t%d members\n", c.Name, len(c.Members))
+	for _, m := range c.Members {
+		conns := "connections unknown"
+		if m.Clients != nil {
+			conns = fmt.Sprintf("%d connections", *m.Clients)
+		}
+		fmt.Fprintf(w, "  %s\t%s\t\n", m.Address, conns)
+	}
+}
