@@ -41,6 +41,9 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.forward(ctx, m)
 	case *closed:
 		a.closing = true
+		if a.s != nil && a.s.telem.Load() > 0 {
+			ctx.Send(a.rt.telemPID, &telemetryGone{stream: a.s})
+		}
 		if a.app != nil {
 			ctx.Send(a.app, &Closed{Stream: a.s, Streams: a.s.list, Reason: m.reason})
 		}

@@ -21,6 +21,14 @@ type telemetryRequest struct {
 // request is due.
 type telemetryTick struct{}
 
+// telemetryGone tells the telemetry actor that a stream with requests
+// waiting has closed: its requests can never be answered, and must give
+// back their places under the limits now rather than when their spans end
+// (up to MaxSpan later), or closed connections could keep every other
+// client's requests refused. The connection actor sends it after every
+// request of the stream, so it arrives after them.
+type telemetryGone struct{ stream *Stream }
+
 // telemetryRequest judges a 0x0D frame on the connection actor: a bad span
 // or a flood is answered at once; a good request goes to the telemetry
 // actor, which answers when its span has passed.
@@ -100,11 +108,30 @@ func (a *telemetryActor) Receive(ctx actor.Context) {
 		a.timerAt = time.Time{}
 		a.answerDue()
 		a.arm(ctx)
+	case *telemetryGone:
+		a.forget(m.stream)
 	case *actor.Stopping:
 		if a.timer != nil {
 			a.timer.Stop()
 		}
 	}
+}
+
+// forget drops the waiting requests of a closed stream and gives back
+// their places. The timer may then fire with nothing due; it re-arms.
+func (a *telemetryActor) forget(s *Stream) {
+	kept := a.queue[:0]
+	for _, w := range a.queue {
+		if w.stream == s {
+			a.rt.telemWait.Add(-1)
+			s.telem.Add(-1)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(a.queue[len(kept):])
+	a.queue = kept
+	heap.Init(&a.queue)
 }
 
 func (a *telemetryActor) fail(s *Stream, err error) {

@@ -1,0 +1,101 @@
+package broker_test
+
+import (
+	"os"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hydrogen-mq/hydrogen/broker"
+)
+
+// TestPanicStorm: a handler that panics on every frame of one stream, for
+// seconds (minutes with HYDROGEN_LONG=1), in every application mode. The
+// broker stays up, another stream is echoed throughout, every panic is a
+// restart, and heap and goroutines stay flat: nothing accumulates per
+// restart (protoactor's own restart statistics would, which is why the
+// broker's supervisor keeps none).
+func TestPanicStorm(t *testing.T) {
+	d := 3 * time.Second
+	if os.Getenv("HYDROGEN_LONG") == "1" {
+		d = 2 * time.Minute
+	}
+	for _, mode := range appModes {
+		t.Run(mode.name, func(t *testing.T) {
+			b := start(t, broker.Config{}, actor.PropsFromFunc(func(ctx actor.Context) {
+				if m, ok := ctx.Message().(*broker.Received); ok {
+					if m.Payload[0] == 'x' {
+						panic("bad frame")
+					}
+					_ = m.Stream.Send(m.Payload)
+				}
+			}), mode.perStream, mode.opts...)
+			bad, good := dial(t, b), dial(t, b)
+
+			var sent atomic.Int64
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				frame := []byte("x-panics")
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					bad.send(frame, frame, frame, frame, frame, frame, frame, frame)
+					sent.Add(8)
+					time.Sleep(time.Millisecond)
+				}
+			}()
+
+			level := func() (heap uint64, goroutines int) {
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				return ms.HeapInuse, runtime.NumGoroutine()
+			}
+			var midHeap uint64
+			var midG int
+			deadline := time.Now().Add(d)
+			rounds := 0
+			for time.Now().Before(deadline) {
+				good.send([]byte("ok"))
+				if got := string(good.next(5 * time.Second)); got != "ok" {
+					t.Fatalf("the other stream got %q during the storm", got)
+				}
+				rounds++
+				if midHeap == 0 && time.Until(deadline) < d/2 {
+					midHeap, midG = level()
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			close(stop)
+			<-done
+			waitFor(t, "every panic handled", 10*time.Second, func() bool {
+				return b.Stats().Actors.HandlerPanics == uint64(sent.Load())
+			})
+			st := b.Stats().Actors
+			if st.HandlerRestarts != st.HandlerPanics {
+				t.Errorf("%d panics but %d restarts", st.HandlerPanics, st.HandlerRestarts)
+			}
+			endHeap, endG := level()
+			t.Logf("%d panics in %v, %d round trips on the other stream; heap in use %.1f → %.1f MiB, goroutines %d → %d",
+				st.HandlerPanics, d, rounds, float64(midHeap)/(1<<20), float64(endHeap)/(1<<20), midG, endG)
+			if endHeap > midHeap+8<<20 {
+				t.Errorf("heap in use grew from %d to %d bytes in the second half of the storm", midHeap, endHeap)
+			}
+			if endG > midG+5 {
+				t.Errorf("goroutines grew from %d to %d in the second half of the storm", midG, endG)
+			}
+			// The panicking stream is still open and served once it stops.
+			bad.send([]byte("fine"))
+			if got := string(bad.next(5 * time.Second)); got != "fine" {
+				t.Fatalf("the panicking stream got %q afterwards", got)
+			}
+		})
+	}
+}
