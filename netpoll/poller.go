@@ -43,6 +43,13 @@ type poller struct {
 	// one trigger that wins woken takes it, so it is not contended.
 	mu     sync.Mutex
 	closed bool
+
+	// The parked wait's poll, bound once so that sleeping allocates
+	// nothing, and what it found. Loop-only.
+	parkedPoll func(uintptr) bool
+	parkedEvs  []unix.EpollEvent
+	parkedN    int
+	parkedErr  error
 }
 
 func openPoller() (*poller, error) {
@@ -75,6 +82,7 @@ func openPoller() (*poller, error) {
 		return nil, err
 	}
 	p.rc = rc
+	p.parkedPoll = p.pollParked
 	return p, nil
 }
 
@@ -105,14 +113,22 @@ func (p *poller) wait(events []unix.EpollEvent, msec int) (int, error) {
 	} else {
 		p.file.SetReadDeadline(time.Time{})
 	}
-	rerr := p.rc.Read(func(uintptr) bool {
-		n, err = p.poll(events)
-		return n != 0 || err != nil
-	})
+	p.parkedEvs, p.parkedN, p.parkedErr = events, 0, nil
+	rerr := p.rc.Read(p.parkedPoll)
+	n, err = p.parkedN, p.parkedErr
+	p.parkedEvs, p.parkedErr = nil, nil
 	if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
 		return 0, rerr
 	}
 	return n, err
+}
+
+// pollParked is the parked wait's poll: done when it found events or an
+// error, otherwise the runtime parks the loop until the epoll fd is
+// readable.
+func (p *poller) pollParked(uintptr) bool {
+	p.parkedN, p.parkedErr = p.poll(p.parkedEvs)
+	return p.parkedN != 0 || p.parkedErr != nil
 }
 
 // poll collects ready events without blocking.
