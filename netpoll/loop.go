@@ -262,6 +262,13 @@ func (l *loop) read(c *Conn) {
 			l.stats.bytesRecv.Add(payload)
 			c.inflight.Add(1)
 			l.handler.OnFrames(c, b)
+			if c.inflight.Load() == 0 {
+				// The handler finished the batch before it returned (it
+				// ran on the loop): write its replies now, while this
+				// socket is warm, instead of after every other ready
+				// connection has been read.
+				l.flushNow(c)
+			}
 		}
 		if perr != nil {
 			l.close(c, fmt.Errorf("%w: %w", ErrProtocol, perr), reasonProtocol)
@@ -277,6 +284,17 @@ func (l *loop) read(c *Conn) {
 	case err == unix.EAGAIN || err == unix.EINTR:
 	default:
 		l.close(c, fmt.Errorf("%w: %w", ErrReset, err), reasonReset)
+	}
+}
+
+// flushNow writes an open connection's queue at once. (A closing one is
+// left to processQueues, which knows whether its close allows a flush.)
+func (l *loop) flushNow(c *Conn) {
+	c.mu.Lock()
+	open := c.state == stateOpen
+	c.mu.Unlock()
+	if open {
+		l.flush(c)
 	}
 }
 
