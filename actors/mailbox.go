@@ -148,9 +148,13 @@ func (m *loopMailbox) drain() {
 			i = 0
 			runtime.Gosched()
 		}
-		m.mu.Lock()
-		sys, ok := m.system.pop()
-		m.mu.Unlock()
+		var sys any
+		ok := false
+		if m.sysN.Load() > 0 { // spare the lock on the usual path
+			m.mu.Lock()
+			sys, ok = m.system.pop()
+			m.mu.Unlock()
+		}
 		if ok {
 			msg = sys
 			m.sysN.Add(-1)
