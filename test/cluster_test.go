@@ -5,9 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,34 +13,8 @@ import (
 	"time"
 
 	"github.com/hydrogen-mq/hydrogen/client"
+	"github.com/hydrogen-mq/hydrogen/internal/testnet"
 )
-
-// clFreeAddr picks a loopback cluster address whose port and the next (the
-// membership provider's) are both free. Ports come from below the
-// kernel's ephemeral range, where a run of many client connections leaves
-// thousands of sockets in TIME_WAIT.
-func clFreeAddr(t testing.TB) string {
-	t.Helper()
-	var lastErr error
-	for range 200 {
-		port := 15000 + 2*rand.IntN(8000)
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		l2, err := net.Listen("tcp", ":"+strconv.Itoa(port+1))
-		l.Close()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		l2.Close()
-		return "127.0.0.1:" + strconv.Itoa(port)
-	}
-	t.Fatalf("no free port pair: %v", lastErr)
-	return ""
-}
 
 // clStart runs a broadcast broker that is node addr of a cluster.
 func clStart(t testing.TB, addr string, peers []string) *proc {
@@ -94,7 +65,7 @@ func clMembers(t testing.TB, p *proc) []string {
 func clWaitMembers(t testing.TB, procs []*proc, addrs []string) {
 	t.Helper()
 	for _, p := range procs {
-		waitForSlow(t, fmt.Sprintf("%s to see members %v", p.Addr, addrs), 30*time.Second, func() bool {
+		waitForEvery(t, fmt.Sprintf("%s to see members %v", p.Addr, addrs), 30*time.Second, 100*time.Millisecond, func() bool {
 			ms := clMembers(t, p)
 			if len(ms) != len(addrs) {
 				return false
@@ -110,17 +81,6 @@ func clWaitMembers(t testing.TB, procs []*proc, addrs []string) {
 			}
 			return true
 		})
-	}
-}
-
-func waitForSlow(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -240,7 +200,7 @@ func TestClusterOfThree(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three brokers forming a cluster: seconds")
 	}
-	addrs := []string{clFreeAddr(t), clFreeAddr(t), clFreeAddr(t)}
+	addrs := []string{testnet.ClusterAddr(t), testnet.ClusterAddr(t), testnet.ClusterAddr(t)}
 	procs := make([]*proc, 3)
 	for i := range procs {
 		procs[i] = clStart(t, addrs[i], addrs)
@@ -303,7 +263,7 @@ func clBenchFanout(b *testing.B, nodes int) {
 	} else {
 		addrs := make([]string, nodes)
 		for i := range addrs {
-			addrs[i] = clFreeAddr(b)
+			addrs[i] = testnet.ClusterAddr(b)
 		}
 		for i := range addrs {
 			procs = append(procs, clStart(b, addrs[i], addrs))

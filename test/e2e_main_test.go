@@ -169,11 +169,18 @@ func run(t testing.TB, timeout time.Duration, args ...string) (string, string, i
 
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	waitForEvery(t, what, timeout, 5*time.Millisecond, cond)
+}
+
+// waitForEvery is waitFor for a cond that costs something to ask (a
+// telemetry round trip, say): it asks every interval.
+func waitForEvery(t testing.TB, what string, timeout, interval time.Duration, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }

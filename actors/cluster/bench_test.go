@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hydrogen-mq/hydrogen/actors/cluster"
+	"github.com/hydrogen-mq/hydrogen/internal/testnet"
 )
 
 // Clusters for the benchmarks, by size, started on first use and left by
@@ -39,7 +40,7 @@ func benchCluster(b *testing.B, size int) []*benchNode {
 	}
 	addrs := make([]string, size)
 	for i := range addrs {
-		addrs[i] = freeAddr(b)
+		addrs[i] = testnet.ClusterAddr(b)
 	}
 	var ns []*benchNode
 	var tns []*testNode

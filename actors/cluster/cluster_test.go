@@ -6,43 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hydrogen-mq/hydrogen/actors/cluster"
+	"github.com/hydrogen-mq/hydrogen/internal/testnet"
 )
-
-// freeAddr picks a loopback cluster address whose port and the next (the
-// membership provider's) are both free. Ports come from below the
-// kernel's ephemeral range, where a run of many client connections leaves
-// thousands of sockets in TIME_WAIT.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	var lastErr error
-	for range 200 {
-		port := 15000 + 2*rand.IntN(8000)
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		l2, err := net.Listen("tcp", ":"+strconv.Itoa(port+1))
-		l.Close()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		l2.Close()
-		return "127.0.0.1:" + strconv.Itoa(port)
-	}
-	t.Fatalf("no free port pair: %v", lastErr)
-	return ""
-}
 
 func testLogger() *slog.Logger {
 	if os.Getenv("HYDROGEN_CLUSTER_LOG") == "1" {
@@ -173,7 +144,7 @@ func TestThreeNodes(t *testing.T) {
 	if raceDetector {
 		t.Skip("protoactor-go races with itself when two nodes share a process (see raceDetector)")
 	}
-	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	addrs := []string{testnet.ClusterAddr(t), testnet.ClusterAddr(t), testnet.ClusterAddr(t)}
 	nodes := make([]*testNode, 3)
 	for i := range nodes {
 		nodes[i] = startNode(t, addrs[i], addrs)
@@ -246,7 +217,7 @@ func TestThreeNodes(t *testing.T) {
 // TestSingleNode runs under the race detector too: one node, its own
 // cluster of one, publishing to nobody.
 func TestSingleNode(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testnet.ClusterAddr(t)
 	n := startNode(t, addr, []string{addr})
 	waitMembers(t, n)
 	ms := n.node.Members()
@@ -294,7 +265,7 @@ func TestSlowPeerLosesOnlyItsOwn(t *testing.T) {
 	if raceDetector {
 		t.Skip("protoactor-go races with itself when two nodes share a process (see raceDetector)")
 	}
-	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	addrs := []string{testnet.ClusterAddr(t), testnet.ClusterAddr(t), testnet.ClusterAddr(t)}
 	stall := make(chan struct{})
 	var stallOnce sync.Once
 	nodes := make([]*testNode, 3)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hydrogen-mq/hydrogen/internal/testnet"
 )
 
 // TestIdleMemoryIsFlat runs an idle three-node cluster (gossip, heartbeats
@@ -35,7 +36,7 @@ func TestIdleMemoryIsFlat(t *testing.T) {
 	if os.Getenv("HYDROGEN_IDLE_PPROF") != "" {
 		runtime.MemProfileRate = 4096
 	}
-	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	addrs := []string{testnet.ClusterAddr(t), testnet.ClusterAddr(t), testnet.ClusterAddr(t)}
 	nodes := make([]*testNode, 3)
 	for i := range nodes {
 		nodes[i] = startNode(t, addrs[i], addrs)

@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/hydrogen-mq/hydrogen/internal/testnet"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -27,7 +28,7 @@ func BenchmarkPubSubTwoNodes(b *testing.B) {
 	if raceDetector {
 		b.Skip("protoactor-go races with itself when two nodes share a process (see raceDetector)")
 	}
-	addrs := []string{freeAddr(b), freeAddr(b)}
+	addrs := []string{testnet.ClusterAddr(b), testnet.ClusterAddr(b)}
 	var hosts []string
 	for _, a := range addrs {
 		h, p, _ := net.SplitHostPort(a)
