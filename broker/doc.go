@@ -19,9 +19,17 @@
 //	err = b.Serve(ctx)
 //
 // Handle runs one shared application actor for all streams; HandlePerStream
-// runs one per stream, in parallel across streams. Either way, the frames
-// of one stream arrive in the order sent, and the frames one actor sends
-// to a stream are written in the order sent.
+// runs one per stream, in parallel across streams. Application actors run
+// on a pool of worker goroutines, so a handler may block; a per-stream
+// handler that never blocks can run on its stream's event loop instead
+// (HandlePerStream(props, OnEventLoop())), the fastest way, with no
+// goroutine handoff per frame. Either way, the frames of one stream arrive
+// in the order sent, and the frames one actor sends to a stream are
+// written in the order sent.
+//
+// With Config.Cluster set, the broker joins a cluster of brokers
+// (package actors/cluster): Broadcast and BroadcastExcept then reach the
+// streams of every node, with no change to handler code.
 //
 // A Received payload is valid until Receive returns; copy it to keep it.
 // A panic in an application actor is logged with its stack and the actor
