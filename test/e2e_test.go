@@ -363,6 +363,12 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"stats", "--timeout", "-1s"}, 2, "--timeout -1s"},
 		{[]string{"stats", "--timeout", "0s"}, 2, "--timeout 0s"},
 		{[]string{"bench", "echo", "--addr", "127.0.0.1:1", "--size", "4", "--quiet"}, 2, "size 4"},
+		// Cluster flags are checked before anything starts.
+		{[]string{"serve", "--cluster-addr", "127.0.0.1:7946"}, 2, "need --cluster NAME"},
+		{[]string{"serve", "--cluster", "c"}, 2, "needs --cluster-addr"},
+		{[]string{"serve", "--cluster", "c", "--cluster-addr", "0.0.0.0:7946"}, 2, "not a wildcard"},
+		{[]string{"serve", "--cluster", "c", "--cluster-addr", "127.0.0.1:7946", "--peers", "nonsense"}, 2, `--peers "nonsense"`},
+		{[]string{"serve", "--cluster", "two words", "--cluster-addr", "127.0.0.1:7946"}, 2, "without spaces"},
 	} {
 		out, errOut, code := run(t, 10*time.Second, tc.args...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
