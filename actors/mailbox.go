@@ -78,15 +78,17 @@ func (q *fifo) pop() (any, bool) {
 }
 
 func (m *loopMailbox) PostUserMessage(message any) {
-	if batch, ok := message.(actor.MessageBatch); ok {
-		for _, msg := range batch.GetMessages() {
-			m.PostUserMessage(msg)
-		}
-	}
-	if env, ok := message.(*actor.MessageEnvelope); ok {
-		if batch, ok := env.Message.(actor.MessageBatch); ok {
+	if mayBeBatch(message) {
+		if batch, ok := message.(actor.MessageBatch); ok {
 			for _, msg := range batch.GetMessages() {
 				m.PostUserMessage(msg)
+			}
+		}
+		if env, ok := message.(*actor.MessageEnvelope); ok {
+			if batch, ok := env.Message.(actor.MessageBatch); ok {
+				for _, msg := range batch.GetMessages() {
+					m.PostUserMessage(msg)
+				}
 			}
 		}
 	}
@@ -95,6 +97,21 @@ func (m *loopMailbox) PostUserMessage(message any) {
 	m.mu.Unlock()
 	m.userN.Add(1)
 	m.schedule()
+}
+
+// mayBeBatch reports whether message could be an actor.MessageBatch or
+// carry one. The messages of the frame path, checked by their concrete
+// type, cannot: that spares them two interface assertions (an itab
+// lookup each) per message.
+func mayBeBatch(message any) bool {
+	switch m := message.(type) {
+	case *delivery:
+		return false
+	case *actor.MessageEnvelope:
+		_, ours := m.Message.(*Received)
+		return !ours
+	}
+	return true
 }
 
 func (m *loopMailbox) PostSystemMessage(message any) {

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -107,5 +108,25 @@ func TestLoopMailboxPanicRestartsAndGoesOn(t *testing.T) {
 	}
 	if started.Load() != 11 { // the first start and ten restarts
 		t.Fatalf("started %d times, want 11", started.Load())
+	}
+}
+
+type testBatch []any
+
+func (b testBatch) GetMessages() []any { return b }
+
+func TestLoopMailboxUnpacksBatches(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	var got []int
+	pid := sys.Root.Spawn(loopProps(func(ctx actor.Context) {
+		if n, ok := ctx.Message().(int); ok {
+			got = append(got, n)
+		}
+	}))
+	sys.Root.Send(pid, testBatch{1, 2, 3})
+	sys.Root.Send(pid, 4)
+	if want := []int{1, 2, 3, 4}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v: a batch's messages, then the next", got, want)
 	}
 }
