@@ -3,15 +3,14 @@ package netpoll
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hydrogen-mq/hydrogen/internal/wireref"
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
@@ -108,36 +107,6 @@ func (h *fuzzHandler) state(r *fuzzRecord) (int, bool) {
 	return len(r.frames), r.closed
 }
 
-// fuzzRefDecode reads the frame format straight off docs/PROTOCOL.md §1
-// over the whole stream at once: the payloads before the first protocol
-// error, and the error with the stream offset the Decoder reports (the
-// offending byte; the length field for a length over the maximum).
-func fuzzRefDecode(s []byte, limit int) (payloads [][]byte, err *wire.ProtocolError) {
-	i := 0
-	for i < len(s) {
-		if s[i] != wire.Start {
-			return payloads, &wire.ProtocolError{Err: wire.ErrBadStart, Offset: int64(i), Byte: s[i]}
-		}
-		if len(s)-i < wire.HeaderSize {
-			break
-		}
-		n := int(binary.BigEndian.Uint16(s[i+1:]))
-		if n > limit {
-			return payloads, &wire.ProtocolError{Err: wire.ErrTooLarge, Offset: int64(i + 1), Length: n, Max: limit}
-		}
-		end := i + wire.HeaderSize + n
-		if end >= len(s) {
-			break
-		}
-		if s[end] != wire.End {
-			return payloads, &wire.ProtocolError{Err: wire.ErrBadEnd, Offset: int64(end), Byte: s[end]}
-		}
-		payloads = append(payloads, s[i+wire.HeaderSize:end])
-		i = end + 1
-	}
-	return payloads, nil
-}
-
 // fuzzChunks cuts s into pieces whose lengths are the bytes of cuts (a
 // zero skips), the rest of s being the last piece.
 func fuzzChunks(s, cuts []byte) [][]byte {
@@ -218,7 +187,7 @@ func FuzzConnReadPath(f *testing.F) {
 		if len(data) > fuzzMaxInput {
 			data = data[:fuzzMaxInput]
 		}
-		want, wantErr := fuzzRefDecode(data, fuzzMaxPayload)
+		want, _, wantErr := wireref.Decode(data, fuzzMaxPayload)
 
 		c, err := net.DialTimeout("tcp", srv.Addr().String(), waitLong)
 		if err != nil {
@@ -283,8 +252,8 @@ func FuzzConnReadPath(f *testing.F) {
 		h.mu.Lock()
 		got, cerr := r.frames, r.err
 		h.mu.Unlock()
-		if !fuzzSamePayloads(got, want) {
-			t.Fatalf("delivered %s, want %s", fuzzDescribe(got), fuzzDescribe(want))
+		if !wireref.Equal(got, want) {
+			t.Fatalf("delivered %s, want %s", wireref.Describe(got), wireref.Describe(want))
 		}
 		if wantErr == nil {
 			if !errors.Is(cerr, ErrPeerClosed) {
@@ -307,28 +276,4 @@ func FuzzConnReadPath(f *testing.F) {
 			t.Fatalf("protocol error %v, want %v", pe, wantErr)
 		}
 	})
-}
-
-func fuzzSamePayloads(a, b [][]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !bytes.Equal(a[i], b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func fuzzDescribe(ps [][]byte) string {
-	var s []string
-	for i, p := range ps {
-		if i == 8 {
-			s = append(s, fmt.Sprintf("... (%d in all)", len(ps)))
-			break
-		}
-		s = append(s, brief(p))
-	}
-	return fmt.Sprint(len(ps), " frames ", s)
 }

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 
+	"github.com/hydrogen-mq/hydrogen/internal/wireref"
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
@@ -91,27 +91,6 @@ func decodePieces(d *wire.Decoder, pieces ...[]byte) ([][]byte, error) {
 	return got, nil
 }
 
-// describe summarises payloads for a failure message; printing 64 KiB
-// payloads in full helps nobody.
-func describe(payloads [][]byte) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d payloads", len(payloads))
-	for i, p := range payloads {
-		if i == 8 {
-			b.WriteString(" ...")
-			break
-		}
-		if len(p) <= 16 {
-			fmt.Fprintf(&b, " %q", p)
-		} else {
-			fmt.Fprintf(&b, " [%d bytes %q...]", len(p), p[:16])
-		}
-	}
-	return b.String()
-}
-
-func samePayloads(got, want [][]byte) bool { return slices.EqualFunc(got, want, bytes.Equal) }
-
 // Payloads hold the protocol's own bytes, lengths whose header bytes are
 // 0x01 and 0x17, and empty messages, so that a decoder scanning for
 // delimiters instead of counting the length cannot pass.
@@ -161,10 +140,10 @@ func TestDecoderSplit(t *testing.T) {
 				d := wire.NewDecoder(wire.MaxPayload)
 				got, err := decodePieces(d, pieces...)
 				if err != nil {
-					t.Fatalf("%s: error %v after %s", how, err, describe(got))
+					t.Fatalf("%s: error %v after %s", how, err, wireref.Describe(got))
 				}
-				if !samePayloads(got, want) {
-					t.Fatalf("%s: got %s, want %s", how, describe(got), describe(want))
+				if !wireref.Equal(got, want) {
+					t.Fatalf("%s: got %s, want %s", how, wireref.Describe(got), wireref.Describe(want))
 				}
 				if n := d.Buffered(); n != buffered {
 					t.Fatalf("%s: Buffered() = %d, want %d", how, n, buffered)
@@ -197,8 +176,8 @@ func TestDecoderMaxPayload(t *testing.T) {
 	for _, i := range []int{0, first, first + 1, first + 2, first + 3, first + 4, first + 3 + len(big)/2, end - 2, end - 1, end, end + 1, len(s)} {
 		d := wire.NewDecoder(wire.MaxPayload)
 		got, err := decodePieces(d, s[:i], s[i:])
-		if err != nil || !samePayloads(got, want) {
-			t.Errorf("split at %d: got %s, %v; want %s", i, describe(got), err, describe(want))
+		if err != nil || !wireref.Equal(got, want) {
+			t.Errorf("split at %d: got %s, %v; want %s", i, wireref.Describe(got), err, wireref.Describe(want))
 		}
 	}
 }
@@ -211,8 +190,8 @@ func TestDecoderManyFramesOneFeed(t *testing.T) {
 	s := frames(want...)
 	d := wire.NewDecoder(wire.MaxPayload)
 	got, err := decodePieces(d, s)
-	if err != nil || !samePayloads(got, want) {
-		t.Fatalf("got %s, %v; want %s", describe(got), err, describe(want))
+	if err != nil || !wireref.Equal(got, want) {
+		t.Fatalf("got %s, %v; want %s", wireref.Describe(got), err, wireref.Describe(want))
 	}
 	if n := d.Buffered(); n != 0 {
 		t.Errorf("Buffered() = %d, want 0", n)
@@ -329,8 +308,8 @@ func TestDecoderErrors(t *testing.T) {
 				t.Helper()
 				d := wire.NewDecoder(limit)
 				got, err := decodePieces(d, pieces...)
-				if !samePayloads(got, tt.frames) {
-					t.Errorf("%s: decoded %s before the error, want %s", how, describe(got), describe(tt.frames))
+				if !wireref.Equal(got, tt.frames) {
+					t.Errorf("%s: decoded %s before the error, want %s", how, wireref.Describe(got), wireref.Describe(tt.frames))
 				}
 				if err == nil {
 					t.Fatalf("%s: no error, want %v at offset %d", how, tt.err, tt.off)
@@ -374,8 +353,8 @@ func TestDecoderErrors(t *testing.T) {
 					t.Errorf("%s: after Reset, Buffered() = %d", how, n)
 				}
 				got, err = decodePieces(d, frame([]byte("ok")), []byte{0x02})
-				if !samePayloads(got, [][]byte{[]byte("ok")}) || !errors.As(err, &pe) || pe.Offset != 6 {
-					t.Errorf("%s: after Reset: got %s, %v; want \"ok\" then a bad start at offset 6", how, describe(got), err)
+				if !wireref.Equal(got, [][]byte{[]byte("ok")}) || !errors.As(err, &pe) || pe.Offset != 6 {
+					t.Errorf("%s: after Reset: got %s, %v; want \"ok\" then a bad start at offset 6", how, wireref.Describe(got), err)
 				}
 			}
 
@@ -394,8 +373,8 @@ func TestDecoderErrors(t *testing.T) {
 			}
 			check("cut after the offending bytes", s[:detect])
 			d := wire.NewDecoder(limit)
-			if got, err := decodePieces(d, s[:tt.off]); err != nil || !samePayloads(got, tt.frames) {
-				t.Errorf("cut before the offending bytes: got %s, %v; want %s, no error", describe(got), err, describe(tt.frames))
+			if got, err := decodePieces(d, s[:tt.off]); err != nil || !wireref.Equal(got, tt.frames) {
+				t.Errorf("cut before the offending bytes: got %s, %v; want %s, no error", wireref.Describe(got), err, wireref.Describe(tt.frames))
 			}
 		})
 	}
@@ -448,7 +427,7 @@ func TestDecoderMax(t *testing.T) {
 		for name, d := range map[string]*wire.Decoder{"NewDecoder": wire.NewDecoder(tt.in), "Init": &embedded.d} {
 			got, err := decodePieces(d, frame(fill('x', tt.max)))
 			if err != nil || len(got) != 1 || len(got[0]) != tt.max {
-				t.Errorf("%s(%d): %d-byte payload: got %s, %v", name, tt.in, tt.max, describe(got), err)
+				t.Errorf("%s(%d): %d-byte payload: got %s, %v", name, tt.in, tt.max, wireref.Describe(got), err)
 			}
 			if tt.max == wire.MaxPayload {
 				continue // no longer length can be written
@@ -509,7 +488,7 @@ func TestDecoderBuffered(t *testing.T) {
 			}
 		}
 		if len(all) != tt.frames {
-			t.Errorf("%s: decoded %s, want %d payloads", tt.name, describe(all), tt.frames)
+			t.Errorf("%s: decoded %s, want %d payloads", tt.name, wireref.Describe(all), tt.frames)
 		}
 	}
 }

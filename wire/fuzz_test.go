@@ -7,46 +7,17 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/hydrogen-mq/hydrogen/internal/wireref"
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
-
-// refDecode reads the frame format straight off docs/PROTOCOL.md §1, over
-// the whole stream at once, with none of the Decoder's carry-over
-// machinery: the oracle the Decoder must agree with however the stream is
-// cut. buffered is the length of a trailing incomplete frame.
-func refDecode(s []byte, limit int) (payloads [][]byte, buffered int, err *wire.ProtocolError) {
-	i := 0
-	for i < len(s) {
-		if s[i] != wire.Start {
-			return payloads, 0, &wire.ProtocolError{Err: wire.ErrBadStart, Offset: int64(i), Byte: s[i]}
-		}
-		if len(s)-i < wire.HeaderSize {
-			break
-		}
-		n := int(binary.BigEndian.Uint16(s[i+1:]))
-		if n > limit {
-			return payloads, 0, &wire.ProtocolError{Err: wire.ErrTooLarge, Offset: int64(i + 1), Length: n, Max: limit}
-		}
-		end := i + wire.HeaderSize + n
-		if end >= len(s) {
-			break
-		}
-		if s[end] != wire.End {
-			return payloads, 0, &wire.ProtocolError{Err: wire.ErrBadEnd, Offset: int64(end), Byte: s[end]}
-		}
-		payloads = append(payloads, s[i+wire.HeaderSize:end])
-		i = end + 1
-	}
-	return payloads, len(s) - i, nil
-}
 
 // checkAgainstRef fails t unless the Decoder's payloads and error match
 // the reference's. Only the fields ProtocolError documents for each
 // sentinel are compared.
 func checkAgainstRef(t *testing.T, how string, got [][]byte, err error, want [][]byte, wantErr *wire.ProtocolError) {
 	t.Helper()
-	if !samePayloads(got, want) {
-		t.Fatalf("%s: got %s, want %s", how, describe(got), describe(want))
+	if !wireref.Equal(got, want) {
+		t.Fatalf("%s: got %s, want %s", how, wireref.Describe(got), wireref.Describe(want))
 	}
 	if wantErr == nil {
 		if err != nil {
@@ -88,7 +59,7 @@ func FuzzDecoder(f *testing.F) {
 	f.Add(frames(nil, nil), []byte{1, 1, 1, 1, 1}, uint16(0))
 	f.Add([]byte(nil), []byte(nil), uint16(0))
 	f.Fuzz(func(t *testing.T, s, cuts []byte, limit uint16) {
-		want, buffered, wantErr := refDecode(s, int(limit))
+		want, buffered, wantErr := wireref.Decode(s, int(limit))
 		d := wire.NewDecoder(int(limit))
 		got, err := decodePieces(d, cutByLengths(s, cuts)...)
 		checkAgainstRef(t, "cut", got, err, want, wantErr)
@@ -181,10 +152,10 @@ func FuzzRoundTrip(f *testing.F) {
 		rng := rand.New(rand.NewPCG(seed, seed>>32|seed<<32))
 		got, err := decodePieces(d, randomCuts(rng, s)...)
 		if err != nil {
-			t.Fatalf("decoding %s: %v", describe(payloads), err)
+			t.Fatalf("decoding %s: %v", wireref.Describe(payloads), err)
 		}
-		if !samePayloads(got, payloads) {
-			t.Fatalf("got %s, want %s", describe(got), describe(payloads))
+		if !wireref.Equal(got, payloads) {
+			t.Fatalf("got %s, want %s", wireref.Describe(got), wireref.Describe(payloads))
 		}
 		if n := d.Buffered(); n != 0 {
 			t.Fatalf("Buffered() = %d after whole frames", n)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/hydrogen-mq/hydrogen/internal/wireref"
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
@@ -107,7 +108,7 @@ func TestTelemetryRequestRoundTrip(t *testing.T) {
 		// as a decoded payload.
 		got, err := decodePieces(wire.NewDecoder(wire.MaxPayload), frame(payload))
 		if err != nil || len(got) != 1 {
-			t.Fatalf("%v: decoding the framed request: %s, %v", s, describe(got), err)
+			t.Fatalf("%v: decoding the framed request: %s, %v", s, wireref.Describe(got), err)
 		}
 		back, ok := wire.ParseTelemetryRequest(got[0])
 		if !ok || math.Float32bits(back) != math.Float32bits(s) {
