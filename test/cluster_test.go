@@ -219,8 +219,7 @@ func TestClusterOfThree(t *testing.T) {
 	clRound(t, clients, 1, n)
 
 	// Kill the third node: the others carry on between them.
-	procs[2].cmd.Process.Signal(syscall.SIGKILL)
-	<-procs[2].done
+	procs[2].Stop(syscall.SIGKILL, 10*time.Second)
 	clRound(t, clients[:4], n+1, 2*n)
 	clWaitMembers(t, procs[:2], addrs[:2])
 	clRound(t, clients[:4], 2*n+1, 3*n)

@@ -4,19 +4,16 @@
 package test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hydrogen-mq/hydrogen/internal/testnet"
 	"go.uber.org/goleak"
 )
 
@@ -54,94 +51,12 @@ func TestMain(m *testing.M) {
 }
 
 // proc is a running broker binary.
-type proc struct {
-	t    testing.TB
-	cmd  *exec.Cmd
-	Addr string
+type proc = testnet.Broker
 
-	mu   sync.Mutex
-	log  strings.Builder
-	done chan error
-}
-
-// startBroker runs `broker serve --addr 127.0.0.1:0 --log-format json`
-// with extra arguments and waits for its "listening" line, which carries
-// the address the kernel chose. The broker gets SIGTERM at cleanup.
+// startBroker runs the broker built for this run; see testnet.StartBroker.
 func startBroker(t testing.TB, args ...string) *proc {
 	t.Helper()
-	all := append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "json"}, args...)
-	p := &proc{t: t, cmd: exec.Command(brokerBin, all...), done: make(chan error, 1)}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.log.WriteString(line + "\n")
-			p.mu.Unlock()
-			var rec struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
-				select {
-				case addr <- rec.Addr:
-				default:
-				}
-			}
-		}
-		p.done <- p.cmd.Wait()
-	}()
-	select {
-	case p.Addr = <-addr:
-	case err := <-p.done:
-		t.Fatalf("broker exited before listening (%v):\n%s", err, p.Log())
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		t.Fatalf("broker did not log its address:\n%s", p.Log())
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState != nil {
-			return
-		}
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
-			t.Errorf("broker did not stop on SIGTERM:\n%s", p.Log())
-		}
-	})
-	return p
-}
-
-// Log is what the broker has logged so far.
-func (p *proc) Log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-// stop sends sig and returns the exit code.
-func (p *proc) stop(sig os.Signal, timeout time.Duration) int {
-	p.t.Helper()
-	p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		p.cmd.Process.Kill()
-		<-p.done
-		p.t.Fatalf("broker did not exit within %v of %v:\n%s", timeout, sig, p.Log())
-	}
-	return p.cmd.ProcessState.ExitCode()
+	return testnet.StartBroker(t, brokerBin, args...)
 }
 
 // run runs the binary with args and returns stdout, stderr and the exit code.

@@ -212,7 +212,7 @@ func TestSIGTERMDeliversQueuedFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	exit := make(chan int, 1)
-	go func() { exit <- b.stop(syscall.SIGTERM, 30*time.Second) }()
+	go func() { exit <- b.Stop(syscall.SIGTERM, 30*time.Second) }()
 	r := bufio.NewReaderSize(sub, 64<<10)
 	d := wire.NewDecoder(wire.MaxPayload)
 	buf := make([]byte, 64<<10)
@@ -266,10 +266,10 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	if _, err := pub.Stats(ctx, 0.01); err != nil {
 		t.Fatal(err)
 	}
-	b.cmd.Process.Signal(syscall.SIGTERM)
+	b.Cmd.Process.Signal(syscall.SIGTERM)
 	waitFor(t, "the drain to start", 10*time.Second, func() bool { return strings.Contains(b.Log(), `"msg":"draining"`) })
 	start := time.Now()
-	if code := b.stop(syscall.SIGINT, 5*time.Second); code == 0 {
+	if code := b.Stop(syscall.SIGINT, 5*time.Second); code == 0 {
 		t.Fatalf("exit code 0 after a second signal cut the drain short")
 	}
 	t.Logf("exited %v after the second signal", time.Since(start))
@@ -405,7 +405,7 @@ func TestTenThousandConnections(t *testing.T) {
 		t.Skip("opens 10,000 connections")
 	}
 	b := startBroker(t, "--app", "echo")
-	before := rss(t, b.cmd.Process.Pid)
+	before := rss(t, b.Cmd.Process.Pid)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const n = 10_000
@@ -425,7 +425,7 @@ func TestTenThousandConnections(t *testing.T) {
 	if st.NumClients != n+1 {
 		t.Fatalf("num_clients %d, want %d", st.NumClients, n+1)
 	}
-	after := rss(t, b.cmd.Process.Pid)
+	after := rss(t, b.Cmd.Process.Pid)
 	per := float64(after-before) / n
 	t.Logf("broker RSS %d KiB before, %d KiB with %d idle connections: %.0f bytes each", before>>10, after>>10, n, per)
 	if per > 64<<10 {

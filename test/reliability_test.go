@@ -63,7 +63,7 @@ var relHTTPClient = &http.Client{
 func relStart(t testing.TB, args ...string) *relBroker {
 	t.Helper()
 	p := startBroker(t, append([]string{"--http-addr", "127.0.0.1:0"}, args...)...)
-	b := &relBroker{proc: p, Pid: p.cmd.Process.Pid}
+	b := &relBroker{proc: p, Pid: p.Cmd.Process.Pid}
 	waitFor(t, "the broker's http listening line", 10*time.Second, func() bool {
 		for _, line := range strings.Split(p.Log(), "\n") {
 			var rec struct {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,10 +12,10 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hydrogen-mq/hydrogen/internal/testnet"
 )
 
 // The C ABI is tested as C uses it: the library built with
@@ -49,9 +48,9 @@ func TestCABI(t *testing.T) {
 
 	t.Run("Pingpong", func(t *testing.T) {
 		b := startBroker(t, broker)
-		stdout, stderr, code := runProgram(t, filepath.Join(dir, "pingpong"), b.addr)
+		stdout, stderr, code := runProgram(t, filepath.Join(dir, "pingpong"), b.Addr)
 		if code != 0 {
-			t.Fatalf("pingpong exited %d\nstdout:\n%s\nstderr:\n%s\nbroker log:\n%s", code, stdout, stderr, b.log())
+			t.Fatalf("pingpong exited %d\nstdout:\n%s\nstderr:\n%s\nbroker log:\n%s", code, stdout, stderr, b.Log())
 		}
 		checkPingpong(t, stdout)
 		if stderr != "" {
@@ -80,9 +79,9 @@ func TestCABI(t *testing.T) {
 
 	t.Run("Threads", func(t *testing.T) {
 		b := startBroker(t, broker)
-		stdout, stderr, code := runProgram(t, filepath.Join(dir, "threads"), b.addr)
+		stdout, stderr, code := runProgram(t, filepath.Join(dir, "threads"), b.Addr)
 		if code != 0 || !strings.HasSuffix(stdout, "threads: all checks passed\n") {
-			t.Fatalf("threads exited %d\nstdout:\n%s\nstderr:\n%s\nbroker log:\n%s", code, stdout, stderr, b.log())
+			t.Fatalf("threads exited %d\nstdout:\n%s\nstderr:\n%s\nbroker log:\n%s", code, stdout, stderr, b.Log())
 		}
 		t.Logf("threads:\n%s", stdout)
 	})
@@ -253,74 +252,8 @@ func runProgram(t *testing.T, prog string, args ...string) (stdout, stderr strin
 	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
 }
 
-// brokerProc is a broker binary running for one test.
-type brokerProc struct {
-	addr string
-	done chan struct{} // closed once the process has exited and its log is read
-
-	mu   sync.Mutex
-	logs strings.Builder
-}
-
-func (b *brokerProc) log() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.logs.String()
-}
-
-// startBroker runs `broker serve --addr 127.0.0.1:0 --app echo
-// --log-format json` and waits for its "listening" line, which carries the
-// address the kernel chose. The broker is stopped at cleanup: SIGTERM,
-// and SIGKILL if it has not exited within 10 s.
-func startBroker(t *testing.T, bin string) *brokerProc {
+// startBroker runs the echo broker built at bin on a free loopback port.
+func startBroker(t *testing.T, bin string) *testnet.Broker {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--app", "echo", "--log-format", "json")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	b := &brokerProc{done: make(chan struct{})}
-	addr := make(chan string, 1)
-	go func() {
-		defer close(b.done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			b.mu.Lock()
-			b.logs.WriteString(line + "\n")
-			b.mu.Unlock()
-			var rec struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
-				select {
-				case addr <- rec.Addr:
-				default:
-				}
-			}
-		}
-		cmd.Wait() // the exit status is of no interest: the test stops it
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-b.done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-b.done
-			t.Errorf("the broker did not stop within 10 s of SIGTERM; killed it\n%s", b.log())
-		}
-	})
-	select {
-	case b.addr = <-addr:
-	case <-b.done:
-		t.Fatalf("the broker exited before listening:\n%s", b.log())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the broker did not log its address within 10 s:\n%s", b.log())
-	}
-	return b
+	return testnet.StartBroker(t, bin, "--app", "echo")
 }

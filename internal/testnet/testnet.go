@@ -1,4 +1,6 @@
-// Package testnet holds what tests that start brokers on loopback share.
+// Package testnet holds what tests that start brokers on loopback share:
+// running the broker binary and waiting for its address, and picking
+// free cluster addresses.
 package testnet
 
 import (
