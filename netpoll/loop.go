@@ -288,22 +288,29 @@ func (l *loop) read(c *Conn) {
 }
 
 // flushNow writes an open connection's queue at once. (A closing one is
-// left to processQueues, which knows whether its close allows a flush.)
+// left to processQueues, which knows whether its close allows a flush; so
+// is one already waiting for EPOLLOUT.) It checks the state under the
+// lock that takes the queue, so the read path pays for one lock, not two.
 func (l *loop) flushNow(c *Conn) {
-	c.mu.Lock()
-	open := c.state == stateOpen
-	c.mu.Unlock()
-	if open {
-		l.flush(c)
+	if c.out.empty() {
+		l.write(c, true)
 	}
 }
 
 // flush writes what is queued until the socket is full or the queue is
 // empty, and arms or disarms EPOLLOUT to match.
-func (l *loop) flush(c *Conn) {
+func (l *loop) flush(c *Conn) { l.write(c, false) }
+
+// write is flush; with onlyOpen it does nothing unless the connection is
+// open when its queue is taken.
+func (l *loop) write(c *Conn, onlyOpen bool) {
 	for range 4 { // bound the time one connection holds the loop
 		if c.out.empty() {
 			c.mu.Lock()
+			if onlyOpen && c.state != stateOpen {
+				c.mu.Unlock()
+				return
+			}
 			if c.pend.empty() {
 				c.mu.Unlock()
 				break
