@@ -73,6 +73,27 @@ type testNode struct {
 	rec  *recorder
 }
 
+// startCluster starts n nodes that list each other as peers, waits until
+// every node sees them all, and shuts them down when the test ends.
+func startCluster(t testing.TB, n int) ([]string, []*testNode) {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = testnet.ClusterAddr(t)
+	}
+	nodes := make([]*testNode, n)
+	for i := range nodes {
+		nodes[i] = startNode(t, addrs[i], addrs)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.shutdown(t)
+		}
+	})
+	waitMembers(t, nodes...)
+	return addrs, nodes
+}
+
 func startNode(t testing.TB, addr string, peers []string) *testNode {
 	t.Helper()
 	rec := newRecorder()
@@ -144,17 +165,7 @@ func TestThreeNodes(t *testing.T) {
 	if raceDetector {
 		t.Skip("protoactor-go races with itself when two nodes share a process (see raceDetector)")
 	}
-	addrs := []string{testnet.ClusterAddr(t), testnet.ClusterAddr(t), testnet.ClusterAddr(t)}
-	nodes := make([]*testNode, 3)
-	for i := range nodes {
-		nodes[i] = startNode(t, addrs[i], addrs)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.shutdown(t)
-		}
-	}()
-	waitMembers(t, nodes...)
+	addrs, nodes := startCluster(t, 3)
 
 	// Every node publishes as publisher i+1; every other node gets all of
 	// it, in order, and nothing comes back to the publisher.

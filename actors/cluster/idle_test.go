@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/hydrogen-mq/hydrogen/internal/testnet"
 )
 
 // TestIdleMemoryIsFlat runs an idle three-node cluster (gossip, heartbeats
@@ -36,17 +35,7 @@ func TestIdleMemoryIsFlat(t *testing.T) {
 	if os.Getenv("HYDROGEN_IDLE_PPROF") != "" {
 		runtime.MemProfileRate = 4096
 	}
-	addrs := []string{testnet.ClusterAddr(t), testnet.ClusterAddr(t), testnet.ClusterAddr(t)}
-	nodes := make([]*testNode, 3)
-	for i := range nodes {
-		nodes[i] = startNode(t, addrs[i], addrs)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.shutdown(t)
-		}
-	}()
-	waitMembers(t, nodes...)
+	startCluster(t, 3)
 
 	heap := func() (uint64, int) {
 		runtime.GC()
