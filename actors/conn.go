@@ -1,9 +1,15 @@
 package actors
 
 import (
+	"errors"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
+
+// ErrAppStopped is the reason a stream closes when its per-stream
+// application actor stopped itself: no one is left to handle its frames.
+var ErrAppStopped = errors.New("actors: the stream's application actor stopped")
 
 // Messages between the runtime and a connection actor.
 type (
@@ -20,6 +26,13 @@ type connActor struct {
 	s       *Stream
 	app     *actor.PID
 	closing bool
+
+	// appBox is the mailbox of an application actor that runs on the
+	// event loop, as this actor does. A read's frames are queued there
+	// together and the actor then handles them in one run of its
+	// mailbox, instead of one Send and one run per frame.
+	appBox *loopMailbox
+	queue  []any // appBox's frames of the current read; reused
 }
 
 func (a *connActor) Receive(ctx actor.Context) {
@@ -28,7 +41,18 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.s = m.stream
 		a.app = a.rt.sharedPID
 		if a.rt.perStream {
-			pid, err := ctx.SpawnNamed(a.rt.appProps, "app")
+			props := a.rt.appProps
+			if a.rt.onLoop {
+				// A copy of the props whose mailbox producer tells this
+				// actor which mailbox it made. A restart keeps the
+				// mailbox, so it is made once.
+				cp := *props
+				props = cp.Configure(actor.WithMailbox(func() actor.Mailbox {
+					a.appBox = newLoopMailbox().(*loopMailbox)
+					return a.appBox
+				}))
+			}
+			pid, err := ctx.SpawnNamed(props, "app")
 			if err != nil {
 				a.rt.log.Error("spawning a per-stream application actor", "stream", a.s.ID(), "err", err)
 				a.s.Close(err)
@@ -56,24 +80,43 @@ func (a *connActor) Receive(ctx actor.Context) {
 		}
 		ctx.Stop(ctx.Self())
 	case *actor.Terminated:
-		if a.closing && a.app != nil && m.Who.Equal(a.app) {
-			ctx.Stop(ctx.Self())
+		if a.app == nil || !m.Who.Equal(a.app) {
+			return
 		}
+		if a.closing {
+			ctx.Stop(ctx.Self())
+			return
+		}
+		// The application actor stopped on its own. Frames sent to it
+		// since are lost with it; the stream closes, and this actor stops
+		// when it hears of the close.
+		a.app, a.appBox = nil, nil
+		a.s.Close(ErrAppStopped)
 	}
 }
 
 func (a *connActor) forward(ctx actor.Context, d *delivery) {
 	for i := range d.recs {
 		r := &d.recs[i]
-		if wire.IsTelemetryRequest(r.Payload) {
+		switch {
+		case wire.IsTelemetryRequest(r.Payload):
 			a.rt.telemetryRequest(ctx, a.s, r.Payload)
 			r.frameDone()
-			continue
-		}
-		if a.app == nil {
+		case a.app == nil:
 			r.frameDone()
-			continue
+		case a.appBox != nil:
+			a.queue = append(a.queue, &d.envs[i])
+		default:
+			ctx.Send(a.app, &d.envs[i])
 		}
-		ctx.Send(a.app, &d.envs[i])
+	}
+	if len(a.queue) > 0 {
+		// What ctx.Send would do for each, less the process lookup and
+		// one run of the mailbox per frame. Should the child have stopped
+		// on its own, the frames are dropped with it, as they would be as
+		// dead letters, and Terminated closes the stream.
+		a.appBox.postUserMessages(a.queue)
+		clear(a.queue)
+		a.queue = a.queue[:0]
 	}
 }

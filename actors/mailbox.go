@@ -99,6 +99,17 @@ func (m *loopMailbox) PostUserMessage(message any) {
 	m.schedule()
 }
 
+// postUserMessages queues msgs, none of which may be an
+// actor.MessageBatch or carry one, and schedules the mailbox once for all
+// of them.
+func (m *loopMailbox) postUserMessages(msgs []any) {
+	m.mu.Lock()
+	m.user.items = append(m.user.items, msgs...)
+	m.mu.Unlock()
+	m.userN.Add(int32(len(msgs)))
+	m.schedule()
+}
+
 // mayBeBatch reports whether message could be an actor.MessageBatch or
 // carry one. The messages of the frame path, checked by their concrete
 // type, cannot: that spares them two interface assertions (an itab

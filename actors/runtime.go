@@ -67,6 +67,7 @@ type Runtime struct {
 	connProps *actor.Props
 	appProps  *actor.Props // the application's props with our middleware
 	perStream bool
+	onLoop    bool // per-stream application actors run on the event loop
 	sharedPID *actor.PID
 	supPID    *actor.PID
 	telemPID  *actor.PID
@@ -167,6 +168,7 @@ func (r *Runtime) Start(shared, perStream *actor.Props, onLoop bool) error {
 	// Configure a copy: the caller's Props stay as they were.
 	cp := *app
 	r.appProps = cp.Configure(actor.WithReceiverMiddleware(r.appMiddleware), actor.WithDispatcher(r.disp))
+	r.onLoop = onLoop
 	if onLoop {
 		r.appProps = r.appProps.Configure(actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)), actor.WithMailbox(newLoopMailbox))
 	}

@@ -250,6 +250,9 @@ func (b *Broker) Handle(props *actor.Props) {
 // HandlePerStream makes props the application, spawned once per stream
 // (Erlang style): each stream's actor receives only that stream's
 // messages and stops after Closed. Streams are then handled in parallel.
+// An actor that stops itself (ctx.Stop(ctx.Self())) ends its stream: the
+// broker closes it with the reason actors.ErrAppStopped, and frames that
+// arrived after the stop are dropped.
 func (b *Broker) HandlePerStream(props *actor.Props, opts ...HandleOption) {
 	var o handleOptions
 	for _, opt := range opts {
