@@ -2,13 +2,14 @@ package broker_test
 
 import (
 	"context"
-	"syscall"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hydrogen-mq/hydrogen/broker"
 	"github.com/hydrogen-mq/hydrogen/internal/baseline"
+	"github.com/hydrogen-mq/hydrogen/internal/benchproc"
 	"github.com/hydrogen-mq/hydrogen/internal/loadgen"
 )
 
@@ -57,6 +58,40 @@ func BenchmarkEcho(b *testing.B) {
 	}
 }
 
+// BenchmarkEchoProcess is BenchmarkEcho with each server in a process of
+// its own (a copy of the test binary), so that the server's CPU time per
+// round trip (server-cpu-ns/msg) is measured apart from the load
+// generator's (client-cpu-ns/msg). Both processes share the machine's
+// cores, as in BenchmarkEcho.
+func BenchmarkEchoProcess(b *testing.B) {
+	for _, name := range []string{"baseline", "broker-onloop"} {
+		b.Run(name, func(b *testing.B) {
+			p := benchproc.Start(b, name)
+			benchEchoProc(b, p.Addr, p, 50, 16, 10_000)
+		})
+	}
+}
+
+// serveOnLoopEcho starts the broker the binary runs with --app echo, until
+// the process exits.
+func serveOnLoopEcho() (string, error) {
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return "", err
+	}
+	b.HandlePerStream(broker.Echo(), broker.OnEventLoop())
+	go b.Serve(context.Background())
+	return b.Addr().String(), nil
+}
+
+func serveBaselineEcho() (string, error) {
+	s, err := baseline.Listen("127.0.0.1:0", baseline.Echo)
+	if err != nil {
+		return "", err
+	}
+	return s.Addr(), nil
+}
+
 // BenchmarkEcho1x1: one connection, one frame in flight: latency. One op
 // is 1,000 round trips.
 func BenchmarkEcho1x1(b *testing.B) {
@@ -73,25 +108,43 @@ func BenchmarkEcho1x1(b *testing.B) {
 }
 
 func benchEcho(b *testing.B, addr string, conns, inFlight int, perOp int64) {
+	benchEchoProc(b, addr, nil, conns, inFlight, perOp)
+}
+
+// benchEchoProc runs the echo load against addr; when server is not nil
+// it is the process serving addr, and the server's and the load
+// generator's CPU time per round trip are reported apart.
+func benchEchoProc(b *testing.B, addr string, server *benchproc.Proc, conns, inFlight int, perOp int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	b.ReportAllocs()
 	b.SetBytes(perOp * benchPayload)
+	var serverCPU0 time.Duration
+	if server != nil {
+		serverCPU0 = server.CPU(b)
+	}
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := benchproc.SelfCPU()
 	res, err := loadgen.Echo(ctx, loadgen.EchoConfig{
 		Addr: addr, Conns: conns, InFlight: inFlight, PayloadSize: benchPayload,
 		Count: int64(b.N) * perOp,
 	})
-	cpu := cpuTime() - cpu0
+	cpu := benchproc.SelfCPU() - cpu0
 	b.StopTimer()
 	if err != nil || res.Errors != 0 {
 		b.Fatalf("Echo: %v; %v", err, res)
 	}
 	b.ReportMetric(res.MsgPerSec, "msg/s")
-	// CPU time of the whole process (server and load generator) per
-	// round trip: steadier than msg/s on a machine with other load.
-	b.ReportMetric(float64(cpu)/float64(res.Messages), "cpu-ns/msg")
+	if server != nil {
+		serverCPU := server.CPU(b) - serverCPU0
+		b.ReportMetric(float64(serverCPU)/float64(res.Messages), "server-cpu-ns/msg")
+		b.ReportMetric(float64(cpu)/float64(res.Messages), "client-cpu-ns/msg")
+	} else {
+		// CPU time of the whole process (server and load generator)
+		// per round trip: steadier than msg/s on a machine with other
+		// load.
+		b.ReportMetric(float64(cpu)/float64(res.Messages), "cpu-ns/msg")
+	}
 	reportLatency(b, res.Latency)
 }
 
@@ -127,14 +180,6 @@ func BenchmarkFanout(b *testing.B) {
 			reportLatency(b, res.Latency)
 		})
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func reportLatency(b *testing.B, l loadgen.Latency) {

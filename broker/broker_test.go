@@ -16,11 +16,18 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hydrogen-mq/hydrogen/broker"
+	"github.com/hydrogen-mq/hydrogen/internal/benchproc"
 	"github.com/hydrogen-mq/hydrogen/wire"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
+	// A copy of the test binary started by a benchmark as its server
+	// process runs that server instead of the tests.
+	benchproc.Main(benchproc.Servers{
+		"broker-onloop": serveOnLoopEcho,
+		"baseline":      serveBaselineEcho,
+	})
 	goleak.VerifyTestMain(m,
 		// protoactor-go's dead-letter throttle outlives the actor system
 		// that started it.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hydrogen-mq/hydrogen/internal/baseline"
+	"github.com/hydrogen-mq/hydrogen/internal/benchproc"
 	"github.com/hydrogen-mq/hydrogen/internal/loadgen"
 )
 
@@ -37,6 +38,20 @@ func (echoHandler) OnClose(*Conn, error) {}
 // BenchmarkEcho: 50 connections × 16 frames in flight, 64-byte payloads;
 // one op is 10,000 round trips.
 func BenchmarkEcho(b *testing.B) { benchServers(b, 50, 16, 10_000) }
+
+// BenchmarkEchoProcess is BenchmarkEcho with each server in a process of
+// its own (a copy of the test binary), so that the server's CPU time per
+// round trip (server-cpu-ns/msg) is measured apart from the load
+// generator's (client-cpu-ns/msg). Both processes share the machine's
+// cores, as in BenchmarkEcho.
+func BenchmarkEchoProcess(b *testing.B) {
+	for _, name := range []string{"netpoll", "baseline"} {
+		b.Run(name, func(b *testing.B) {
+			p := benchproc.Start(b, name)
+			benchEchoProc(b, p.Addr, p, 50, 16, 10_000)
+		})
+	}
+}
 
 // BenchmarkEcho1x1: one connection, one frame in flight, so pure latency;
 // one op is 1,000 round trips.
@@ -71,20 +86,40 @@ func benchServers(b *testing.B, conns, inFlight int, perOp int64) {
 }
 
 func benchEcho(b *testing.B, addr string, conns, inFlight int, perOp int64) {
+	benchEchoProc(b, addr, nil, conns, inFlight, perOp)
+}
+
+// benchEchoProc runs the echo load against addr; when server is not nil
+// it is the process serving addr, and the server's and the load
+// generator's CPU time per round trip are reported apart.
+func benchEchoProc(b *testing.B, addr string, server *benchproc.Proc, conns, inFlight int, perOp int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	b.ReportAllocs()
 	b.SetBytes(perOp * benchPayload)
+	var serverCPU0 time.Duration
+	if server != nil {
+		serverCPU0 = server.CPU(b)
+	}
 	b.ResetTimer()
+	clientCPU0 := benchproc.SelfCPU()
 	res, err := loadgen.Echo(ctx, loadgen.EchoConfig{
 		Addr: addr, Conns: conns, InFlight: inFlight, PayloadSize: benchPayload,
 		Count: int64(b.N) * perOp,
 	})
+	clientCPU := benchproc.SelfCPU() - clientCPU0
 	b.StopTimer()
 	if err != nil || res.Errors != 0 {
 		b.Fatalf("Echo: %v; %v", err, res)
 	}
 	b.ReportMetric(res.MsgPerSec, "msg/s")
+	if server != nil {
+		serverCPU := server.CPU(b) - serverCPU0
+		b.ReportMetric(float64(serverCPU)/float64(res.Messages), "server-cpu-ns/msg")
+		b.ReportMetric(float64(clientCPU)/float64(res.Messages), "client-cpu-ns/msg")
+	} else {
+		b.ReportMetric(float64(clientCPU)/float64(res.Messages), "cpu-ns/msg")
+	}
 	b.ReportMetric(float64(res.Latency.P50)/float64(time.Microsecond), "p50-µs")
 	b.ReportMetric(float64(res.Latency.P99)/float64(time.Microsecond), "p99-µs")
 }
