@@ -127,9 +127,9 @@ func (l *loop) run() error {
 	events := make([]unix.EpollEvent, 256)
 	l.now = time.Now().UnixNano()
 	l.nextTick = l.now + l.tickEvery
-	msec := l.timeout()
+	until := l.wakeAt()
 	for {
-		n, err := l.p.wait(events, msec)
+		n, err := l.p.wait(events, until)
 		if err != nil {
 			l.closeAll(ErrShutdown)
 			return fmt.Errorf("loop %d: %w", l.idx, err)
@@ -164,9 +164,9 @@ func (l *loop) run() error {
 			return nil
 		}
 		l.p.woken.Store(0)
-		msec = l.timeout()
+		until = l.wakeAt()
 		if l.queuedWork() {
-			msec = 0 // queued while the mark was set: poll, do not sleep
+			until = 0 // queued while the mark was set: poll, do not sleep
 		}
 	}
 }
@@ -178,15 +178,17 @@ func (l *loop) queuedWork() bool {
 	return len(l.ready) > 0 || len(l.newConns) > 0 || l.ctl != 0
 }
 
-func (l *loop) timeout() int {
-	d := l.nextTick - l.now
-	if l.retryAt != 0 && l.retryAt-l.now < d {
-		d = l.retryAt - l.now
+// wakeAt is when the loop must wake even with nothing to read: the next
+// tick, or the accept retry if sooner; 0 when that time has come.
+func (l *loop) wakeAt() int64 {
+	t := l.nextTick
+	if l.retryAt != 0 && l.retryAt < t {
+		t = l.retryAt
 	}
-	if d <= 0 {
+	if t <= l.now {
 		return 0
 	}
-	return int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+	return t
 }
 
 func (l *loop) lookup(fd, gen int32) *Conn {

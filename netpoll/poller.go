@@ -50,6 +50,7 @@ type poller struct {
 	parkedEvs  []unix.EpollEvent
 	parkedN    int
 	parkedErr  error
+	deadline   int64 // the read deadline set on file: unix ns, 0 for none
 }
 
 func openPoller() (*poller, error) {
@@ -97,25 +98,36 @@ func (p *poller) control(op, fd int, gen int32, events uint32) error {
 	return nil
 }
 
-// wait returns ready events, waiting up to msec milliseconds (-1: no
-// limit, 0: not at all) for some. It never blocks the thread in
-// epoll_wait: when nothing is ready the goroutine parks on the runtime
-// poller until the epoll fd turns readable or the deadline passes, and
-// both polls are raw, non-blocking system calls. An interrupted or timed
+// wait returns ready events. until is when to stop waiting for some, in
+// Unix nanoseconds: 0 means not at all, a negative value no limit. It
+// never blocks the thread in epoll_wait: the goroutine parks on the
+// runtime poller until the epoll fd turns readable or until passes, and
+// every poll is a raw, non-blocking system call. An interrupted or timed
 // out wait reports zero events.
-func (p *poller) wait(events []unix.EpollEvent, msec int) (int, error) {
-	n, err := p.poll(events)
-	if n != 0 || err != nil || msec == 0 {
-		return n, err
+//
+// A waiting call polls once, inside the runtime poller's read, which must
+// poll after it resets the fd's readiness anyway; a poll before it would
+// be a second system call on every wait that finds nothing. The read
+// deadline is only set when until changes: the loop waits for the same
+// tick many times.
+func (p *poller) wait(events []unix.EpollEvent, until int64) (int, error) {
+	if until == 0 {
+		return p.poll(events)
 	}
-	if msec > 0 {
-		p.file.SetReadDeadline(time.Now().Add(time.Duration(msec) * time.Millisecond))
-	} else {
-		p.file.SetReadDeadline(time.Time{})
+	until = max(until, 0)
+	if until != p.deadline {
+		dl := time.Time{}
+		if until > 0 {
+			dl = time.Unix(0, until)
+		}
+		if err := p.file.SetReadDeadline(dl); err != nil {
+			return 0, err
+		}
+		p.deadline = until
 	}
 	p.parkedEvs, p.parkedN, p.parkedErr = events, 0, nil
 	rerr := p.rc.Read(p.parkedPoll)
-	n, err = p.parkedN, p.parkedErr
+	n, err := p.parkedN, p.parkedErr
 	p.parkedEvs, p.parkedErr = nil, nil
 	if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
 		return 0, rerr
