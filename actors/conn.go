@@ -7,8 +7,9 @@ import (
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
-// ErrAppStopped is the reason a stream closes when its per-stream
-// application actor stopped itself: no one is left to handle its frames.
+// ErrAppStopped is the reason a stream closes when its application actor
+// stopped itself (the per-stream one, or the shared one, which ends every
+// stream): no one is left to handle its frames.
 var ErrAppStopped = errors.New("actors: the stream's application actor stopped")
 
 // Messages between the runtime and a connection actor.

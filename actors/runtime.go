@@ -72,13 +72,14 @@ type Runtime struct {
 	supPID    *actor.PID
 	telemPID  *actor.PID
 
-	panics    atomic.Uint64
-	restarts  atomic.Uint64
-	telemReqs atomic.Uint64
-	telemWait atomic.Int64
-	panicLog  rateLimit
-	stopped   atomic.Bool
-	disp      *dispatcher
+	panics     atomic.Uint64
+	restarts   atomic.Uint64
+	telemReqs  atomic.Uint64
+	telemWait  atomic.Int64
+	panicLog   rateLimit
+	stopped    atomic.Bool
+	appStopped atomic.Bool // the shared application actor stopped itself
+	disp       *dispatcher
 }
 
 // Stats are the runtime's own counters.
@@ -226,6 +227,10 @@ func (r *Runtime) OnOpen(c *netpoll.Conn) {
 	r.streams.add(s, int(c.ID()))
 	if r.connProps == nil {
 		c.Close(errors.New("actors: no application started"))
+		return
+	}
+	if r.appStopped.Load() {
+		c.Close(ErrAppStopped)
 		return
 	}
 	pid, err := r.system.Root.SpawnNamed(r.connProps, "conn-"+strconv.FormatUint(c.ID(), 10))

@@ -63,7 +63,11 @@ type appSupervisor struct {
 }
 
 func (a *appSupervisor) Receive(ctx actor.Context) {
-	if _, ok := ctx.Message().(*actor.Started); ok && a.ready != nil {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		if a.ready == nil {
+			return
+		}
 		pid, err := ctx.SpawnNamed(a.rt.appProps, "shared")
 		if err != nil {
 			a.rt.log.Error("spawning the application actor", "err", err)
@@ -71,6 +75,21 @@ func (a *appSupervisor) Receive(ctx actor.Context) {
 		}
 		a.ready <- pid
 		a.ready = nil
+	case *actor.Terminated:
+		// The only child is the shared actor. It stopped on its own
+		// (ctx.Stop on itself), not in a shutdown: no stream has anyone
+		// to handle its frames any more, so every stream ends, as a
+		// per-stream one does when its own actor stops, and new ones are
+		// refused.
+		if a.rt.stopped.Load() {
+			return
+		}
+		a.rt.appStopped.Store(true)
+		a.rt.log.Error("the application actor stopped; closing every stream")
+		a.rt.streams.Each(func(s *Stream) bool {
+			s.Close(ErrAppStopped)
+			return true
+		})
 	}
 }
 

@@ -240,7 +240,9 @@ func (b *Broker) leaveCluster(ctx context.Context) error {
 // Handle makes props the application: one actor, spawned when Serve
 // starts, that receives Connected, Received and Closed for every stream.
 // A panic in it is logged with its stack and the actor restarts; the
-// frame that panicked is not retried.
+// frame that panicked is not retried. If it stops itself, every stream has
+// lost its handler: the broker closes them all with actors.ErrAppStopped
+// and refuses new ones.
 func (b *Broker) Handle(props *actor.Props) {
 	b.mu.Lock()
 	b.shared, b.perStream, b.onLoop = props, nil, false
