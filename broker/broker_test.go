@@ -16,6 +16,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hydrogen-mq/hydrogen/broker"
+	"github.com/hydrogen-mq/hydrogen/internal/benchecho"
 	"github.com/hydrogen-mq/hydrogen/internal/benchproc"
 	"github.com/hydrogen-mq/hydrogen/wire"
 	"go.uber.org/goleak"
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) {
 	// process runs that server instead of the tests.
 	benchproc.Main(benchproc.Servers{
 		"broker-onloop": serveOnLoopEcho,
-		"baseline":      serveBaselineEcho,
+		"baseline":      benchecho.ServeBaseline,
 	})
 	goleak.VerifyTestMain(m,
 		// protoactor-go's dead-letter throttle outlives the actor system

@@ -4,11 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/hydrogen-mq/hydrogen/internal/baseline"
+	"github.com/hydrogen-mq/hydrogen/internal/benchecho"
 	"github.com/hydrogen-mq/hydrogen/internal/benchproc"
-	"github.com/hydrogen-mq/hydrogen/internal/loadgen"
 )
 
 // The echo benchmarks run the same load generator against a netpoll echo
@@ -18,8 +17,6 @@ import (
 // generator's Count); msg/s and the latency percentiles are the figures to
 // read. Allocations are the whole process's: the client's and the
 // server's.
-
-const benchPayload = 64
 
 // echoHandler is the benchmark's server: every frame straight back.
 type echoHandler struct{}
@@ -48,7 +45,7 @@ func BenchmarkEchoProcess(b *testing.B) {
 	for _, name := range []string{"netpoll", "baseline"} {
 		b.Run(name, func(b *testing.B) {
 			p := benchproc.Start(b, name)
-			benchEchoProc(b, p.Addr, p, 50, 16, 10_000)
+			benchecho.Run(b, p.Addr, p, 50, 16, 10_000)
 		})
 	}
 }
@@ -73,7 +70,7 @@ func benchServers(b *testing.B, conns, inFlight int, perOp int64) {
 				b.Error(err)
 			}
 		}()
-		benchEcho(b, s.Addr().String(), conns, inFlight, perOp)
+		benchecho.Run(b, s.Addr().String(), nil, conns, inFlight, perOp)
 	})
 	b.Run("baseline", func(b *testing.B) {
 		s, err := baseline.Listen("127.0.0.1:0", baseline.Echo)
@@ -81,45 +78,6 @@ func benchServers(b *testing.B, conns, inFlight int, perOp int64) {
 			b.Fatal(err)
 		}
 		defer s.Close()
-		benchEcho(b, s.Addr(), conns, inFlight, perOp)
+		benchecho.Run(b, s.Addr(), nil, conns, inFlight, perOp)
 	})
-}
-
-func benchEcho(b *testing.B, addr string, conns, inFlight int, perOp int64) {
-	benchEchoProc(b, addr, nil, conns, inFlight, perOp)
-}
-
-// benchEchoProc runs the echo load against addr; when server is not nil
-// it is the process serving addr, and the server's and the load
-// generator's CPU time per round trip are reported apart.
-func benchEchoProc(b *testing.B, addr string, server *benchproc.Proc, conns, inFlight int, perOp int64) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	b.ReportAllocs()
-	b.SetBytes(perOp * benchPayload)
-	var serverCPU0 time.Duration
-	if server != nil {
-		serverCPU0 = server.CPU(b)
-	}
-	b.ResetTimer()
-	clientCPU0 := benchproc.SelfCPU()
-	res, err := loadgen.Echo(ctx, loadgen.EchoConfig{
-		Addr: addr, Conns: conns, InFlight: inFlight, PayloadSize: benchPayload,
-		Count: int64(b.N) * perOp,
-	})
-	clientCPU := benchproc.SelfCPU() - clientCPU0
-	b.StopTimer()
-	if err != nil || res.Errors != 0 {
-		b.Fatalf("Echo: %v; %v", err, res)
-	}
-	b.ReportMetric(res.MsgPerSec, "msg/s")
-	if server != nil {
-		serverCPU := server.CPU(b) - serverCPU0
-		b.ReportMetric(float64(serverCPU)/float64(res.Messages), "server-cpu-ns/msg")
-		b.ReportMetric(float64(clientCPU)/float64(res.Messages), "client-cpu-ns/msg")
-	} else {
-		b.ReportMetric(float64(clientCPU)/float64(res.Messages), "cpu-ns/msg")
-	}
-	b.ReportMetric(float64(res.Latency.P50)/float64(time.Microsecond), "p50-µs")
-	b.ReportMetric(float64(res.Latency.P99)/float64(time.Microsecond), "p99-µs")
 }

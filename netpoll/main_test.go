@@ -6,7 +6,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/hydrogen-mq/hydrogen/internal/baseline"
+	"github.com/hydrogen-mq/hydrogen/internal/benchecho"
 	"github.com/hydrogen-mq/hydrogen/internal/benchproc"
 )
 
@@ -16,7 +16,7 @@ import (
 func TestMain(m *testing.M) {
 	benchproc.Main(benchproc.Servers{
 		"netpoll":  serveEcho,
-		"baseline": serveBaselineEcho,
+		"baseline": benchecho.ServeBaseline,
 	})
 	goleak.VerifyTestMain(m)
 }
@@ -30,12 +30,4 @@ func serveEcho() (string, error) {
 	}
 	go s.Serve()
 	return s.Addr().String(), nil
-}
-
-func serveBaselineEcho() (string, error) {
-	s, err := baseline.Listen("127.0.0.1:0", baseline.Echo)
-	if err != nil {
-		return "", err
-	}
-	return s.Addr(), nil
 }

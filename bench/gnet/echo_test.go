@@ -25,7 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hydrogen-mq/hydrogen/internal/baseline"
-	"github.com/hydrogen-mq/hydrogen/internal/benchproc"
+	"github.com/hydrogen-mq/hydrogen/internal/benchecho"
 	"github.com/hydrogen-mq/hydrogen/internal/loadgen"
 	"github.com/hydrogen-mq/hydrogen/netpoll"
 )
@@ -36,8 +36,6 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())
 }
-
-const benchPayload = 64
 
 // servers are the echo servers under test, in the order they run. Each
 // start function serves on a free loopback port, returns its address and
@@ -56,7 +54,7 @@ var servers = []struct {
 // one op is 10,000 round trips, as in package netpoll's BenchmarkEcho.
 func BenchmarkEcho(b *testing.B) {
 	for _, s := range servers {
-		b.Run(s.name, func(b *testing.B) { benchEcho(b, s.start(b), 50, 16, 10_000) })
+		b.Run(s.name, func(b *testing.B) { benchecho.Run(b, s.start(b), nil, 50, 16, 10_000) })
 	}
 }
 
@@ -71,7 +69,7 @@ func TestServersEcho(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			res, err := loadgen.Echo(ctx, loadgen.EchoConfig{
-				Addr: addr, Conns: 2, InFlight: 1, PayloadSize: benchPayload, Count: 100,
+				Addr: addr, Conns: 2, InFlight: 1, PayloadSize: benchecho.Payload, Count: 100,
 			})
 			if err != nil || res.Errors != 0 || res.Messages != 100 {
 				t.Fatalf("Echo: %v; %v", err, res)
@@ -85,30 +83,6 @@ func TestServersEcho(t *testing.T) {
 			t.Errorf("%s: %s still accepts connections after the server stopped", s.name, addr)
 		}
 	}
-}
-
-func benchEcho(b *testing.B, addr string, conns, inFlight int, perOp int64) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	b.ReportAllocs()
-	b.SetBytes(perOp * benchPayload)
-	b.ResetTimer()
-	cpu0 := benchproc.SelfCPU()
-	res, err := loadgen.Echo(ctx, loadgen.EchoConfig{
-		Addr: addr, Conns: conns, InFlight: inFlight, PayloadSize: benchPayload,
-		Count: int64(b.N) * perOp,
-	})
-	cpu := benchproc.SelfCPU() - cpu0
-	b.StopTimer()
-	if err != nil || res.Errors != 0 {
-		b.Fatalf("Echo: %v; %v", err, res)
-	}
-	b.ReportMetric(res.MsgPerSec, "msg/s")
-	// CPU time of the whole process (server and load generator) per
-	// round trip: steadier than msg/s on a machine with other load.
-	b.ReportMetric(float64(cpu)/float64(res.Messages), "cpu-ns/msg")
-	b.ReportMetric(float64(res.Latency.P50)/float64(time.Microsecond), "p50-µs")
-	b.ReportMetric(float64(res.Latency.P99)/float64(time.Microsecond), "p99-µs")
 }
 
 // netpollEcho sends every frame straight back, as package netpoll's

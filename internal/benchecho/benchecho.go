@@ -1,0 +1,75 @@
+// Package benchecho is the echo benchmark's measurement, shared by every
+// package that benchmarks a server against the goroutine-per-connection
+// baseline (netpoll, broker, and the gnet calibration module), so that
+// all of them load and report the same way: 64-byte payloads, b.N scaled
+// into the load generator's count of round trips, and msg/s, CPU per
+// round trip and latency percentiles as the figures to read.
+package benchecho
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hydrogen-mq/hydrogen/internal/baseline"
+	"github.com/hydrogen-mq/hydrogen/internal/benchproc"
+	"github.com/hydrogen-mq/hydrogen/internal/loadgen"
+)
+
+// Payload is the size of every frame's payload, in bytes.
+const Payload = 64
+
+// Run keeps inFlight frames outstanding on each of conns connections to
+// the echo server at addr for b.N × perOp round trips. It reports msg/s,
+// latency p50 and p99, and CPU per round trip: when server is nil, that of
+// this whole process (server and load generator, cpu-ns/msg); otherwise
+// server is the process serving addr, and its CPU and this process's are
+// reported apart (server-cpu-ns/msg, client-cpu-ns/msg). A failed run or
+// any error counted by the load generator fails b.
+func Run(b *testing.B, addr string, server *benchproc.Proc, conns, inFlight int, perOp int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b.ReportAllocs()
+	b.SetBytes(perOp * Payload)
+	var serverCPU0 time.Duration
+	if server != nil {
+		serverCPU0 = server.CPU(b)
+	}
+	b.ResetTimer()
+	cpu0 := benchproc.SelfCPU()
+	res, err := loadgen.Echo(ctx, loadgen.EchoConfig{
+		Addr: addr, Conns: conns, InFlight: inFlight, PayloadSize: Payload,
+		Count: int64(b.N) * perOp,
+	})
+	cpu := benchproc.SelfCPU() - cpu0
+	b.StopTimer()
+	if err != nil || res.Errors != 0 {
+		b.Fatalf("Echo: %v; %v", err, res)
+	}
+	b.ReportMetric(res.MsgPerSec, "msg/s")
+	perMsg := func(d time.Duration) float64 { return float64(d) / float64(res.Messages) }
+	if server != nil {
+		b.ReportMetric(perMsg(server.CPU(b)-serverCPU0), "server-cpu-ns/msg")
+		b.ReportMetric(perMsg(cpu), "client-cpu-ns/msg")
+	} else {
+		// Steadier than msg/s on a machine with other load.
+		b.ReportMetric(perMsg(cpu), "cpu-ns/msg")
+	}
+	ReportLatency(b, res.Latency)
+}
+
+// ReportLatency reports l's median and 99th percentile in microseconds.
+func ReportLatency(b *testing.B, l loadgen.Latency) {
+	b.ReportMetric(float64(l.P50)/float64(time.Microsecond), "p50-µs")
+	b.ReportMetric(float64(l.P99)/float64(time.Microsecond), "p99-µs")
+}
+
+// ServeBaseline starts the baseline echo server on 127.0.0.1, for a
+// benchproc.Servers entry: it runs until the process exits.
+func ServeBaseline() (string, error) {
+	s, err := baseline.Listen("127.0.0.1:0", baseline.Echo)
+	if err != nil {
+		return "", err
+	}
+	return s.Addr(), nil
+}
