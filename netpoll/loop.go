@@ -47,7 +47,7 @@ type loop struct {
 	byFD       []*Conn // open connections by fd
 	nconns     int
 	nextGen    int32
-	now        int64
+	now        int64 // the poller's clock: monotonic nanoseconds
 	nextTick   int64
 	buf        []byte
 	iov        []unix.Iovec
@@ -125,7 +125,7 @@ func (l *loop) stop() {
 func (l *loop) run() error {
 	defer l.stop()
 	events := make([]unix.EpollEvent, 256)
-	l.now = time.Now().UnixNano()
+	l.now = l.p.clock()
 	l.nextTick = l.now + l.tickEvery
 	until := l.wakeAt()
 	for {
@@ -134,7 +134,7 @@ func (l *loop) run() error {
 			l.closeAll(ErrShutdown)
 			return fmt.Errorf("loop %d: %w", l.idx, err)
 		}
-		l.now = time.Now().UnixNano()
+		l.now = l.p.clock()
 		// While the loop is awake, senders need not wake it: it looks at
 		// its queues once more after clearing the mark, before it sleeps.
 		// Under load that saves most eventfd writes.
@@ -152,7 +152,7 @@ func (l *loop) run() error {
 		}
 		l.processQueues()
 		// The accept retry has its own deadline: tick may be far off, and
-		// timeout returns 0 once retryAt has passed, so leaving the retry
+		// wakeAt returns 0 once retryAt has passed, so leaving the retry
 		// to tick would spin the loop until then.
 		if l.retryAt != 0 && l.now >= l.retryAt {
 			l.retryAccept()

@@ -50,7 +50,8 @@ type poller struct {
 	parkedEvs  []unix.EpollEvent
 	parkedN    int
 	parkedErr  error
-	deadline   int64 // the read deadline set on file: unix ns, 0 for none
+	deadline   int64     // the read deadline set on file, on clock; 0 for none
+	epoch      time.Time // clock's zero, with a monotonic reading
 }
 
 func openPoller() (*poller, error) {
@@ -63,7 +64,7 @@ func openPoller() (*poller, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("eventfd", err)
 	}
-	p := &poller{fd: fd, wfd: wfd}
+	p := &poller{fd: fd, wfd: wfd, epoch: time.Now()}
 	if err := p.control(unix.EPOLL_CTL_ADD, wfd, wakeMarker, unix.EPOLLIN); err != nil {
 		p.close()
 		return nil, err
@@ -98,27 +99,32 @@ func (p *poller) control(op, fd int, gen int32, events uint32) error {
 	return nil
 }
 
-// wait returns ready events. until is when to stop waiting for some, in
-// Unix nanoseconds: 0 means not at all, a negative value no limit. It
-// never blocks the thread in epoll_wait: the goroutine parks on the
-// runtime poller until the epoll fd turns readable or until passes, and
-// every poll is a raw, non-blocking system call. An interrupted or timed
-// out wait reports zero events.
+// clock is the loop's time: nanoseconds since the poller opened, on the
+// monotonic clock, so that a step of the wall clock moves no deadline.
+func (p *poller) clock() int64 { return int64(time.Since(p.epoch)) }
+
+// wait returns ready events. until is when to stop waiting for some, on
+// clock: 0 or a time already passed means not at all, a negative value no
+// limit. It never blocks the thread in epoll_wait: the goroutine parks on
+// the runtime poller until the epoll fd turns readable or until passes,
+// and every poll is a raw, non-blocking system call. An interrupted or
+// timed out wait reports zero events.
 //
 // A waiting call polls once, inside the runtime poller's read, which must
 // poll after it resets the fd's readiness anyway; a poll before it would
 // be a second system call on every wait that finds nothing. The read
-// deadline is only set when until changes: the loop waits for the same
-// tick many times.
+// deadline is set only when until changes (the loop waits for the same
+// tick many times) or after it expired: an expired deadline fails the
+// runtime's read before it polls at all.
 func (p *poller) wait(events []unix.EpollEvent, until int64) (int, error) {
-	if until == 0 {
+	if until == 0 || (until > 0 && until <= p.clock()) {
 		return p.poll(events)
 	}
 	until = max(until, 0)
 	if until != p.deadline {
 		dl := time.Time{}
 		if until > 0 {
-			dl = time.Unix(0, until)
+			dl = p.epoch.Add(time.Duration(until))
 		}
 		if err := p.file.SetReadDeadline(dl); err != nil {
 			return 0, err
@@ -129,7 +135,11 @@ func (p *poller) wait(events []unix.EpollEvent, until int64) (int, error) {
 	rerr := p.rc.Read(p.parkedPoll)
 	n, err := p.parkedN, p.parkedErr
 	p.parkedEvs, p.parkedErr = nil, nil
-	if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
+	if errors.Is(rerr, os.ErrDeadlineExceeded) {
+		p.deadline = -1 // none that will not fail at once: set one again
+		rerr = nil
+	}
+	if rerr != nil {
 		return 0, rerr
 	}
 	return n, err
