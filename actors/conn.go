@@ -101,6 +101,9 @@ func (a *connActor) forward(ctx actor.Context, d *delivery) {
 		r := &d.recs[i]
 		switch {
 		case wire.IsTelemetryRequest(r.Payload):
+			// The frames before it first, as they would have been had
+			// each gone on its own: a bad span is answered at once.
+			a.postQueued()
 			a.rt.telemetryRequest(ctx, a.s, r.Payload)
 			r.frameDone()
 		case a.app == nil:
@@ -111,13 +114,27 @@ func (a *connActor) forward(ctx actor.Context, d *delivery) {
 			ctx.Send(a.app, &d.envs[i])
 		}
 	}
-	if len(a.queue) > 0 {
-		// What ctx.Send would do for each, less the process lookup and
-		// one run of the mailbox per frame. Should the child have stopped
-		// on its own, the frames are dropped with it, as they would be as
-		// dead letters, and Terminated closes the stream.
-		a.appBox.postUserMessages(a.queue)
-		clear(a.queue)
-		a.queue = a.queue[:0]
+	a.postQueued()
+}
+
+// maxKeptQueue bounds the frames' slots a connection actor keeps between
+// reads: one read of tiny frames can carry thousands.
+const maxKeptQueue = 1024
+
+// postQueued hands the frames queued for an on-loop application to its
+// mailbox: what ctx.Send would do for each, less the process lookup and
+// one run of the mailbox per frame. Should the child have stopped on its
+// own, the frames are dropped with it, as they would be as dead letters,
+// and Terminated closes the stream.
+func (a *connActor) postQueued() {
+	if len(a.queue) == 0 {
+		return
 	}
+	a.appBox.postUserMessages(a.queue)
+	if cap(a.queue) > maxKeptQueue {
+		a.queue = nil
+		return
+	}
+	clear(a.queue)
+	a.queue = a.queue[:0]
 }

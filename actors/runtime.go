@@ -78,7 +78,8 @@ type Runtime struct {
 	telemWait  atomic.Int64
 	panicLog   rateLimit
 	stopped    atomic.Bool
-	appStopped atomic.Bool // the shared application actor stopped itself
+	appStopped atomic.Bool   // the shared application actor stopped itself
+	appDone    chan struct{} // closed when it did
 	disp       *dispatcher
 }
 
@@ -115,6 +116,7 @@ func New(cfg Config) (*Runtime, error) {
 		maxInbound: int32(cfg.MaxInbound),
 		resumeAt:   int32(cfg.MaxInbound / 2),
 		start:      cfg.Start,
+		appDone:    make(chan struct{}),
 	}
 	if r.start.IsZero() {
 		r.start = time.Now()
@@ -201,6 +203,11 @@ func (r *Runtime) Start(shared, perStream *actor.Props, onLoop bool) error {
 	}
 	return nil
 }
+
+// AppStopped is closed when the shared application actor has stopped
+// itself. Its streams are closed by then and new ones are refused; the
+// broker has nothing left to serve.
+func (r *Runtime) AppStopped() <-chan struct{} { return r.appDone }
 
 // System is the protoactor actor system, for applications that spawn
 // actors of their own.

@@ -76,20 +76,20 @@ func (a *appSupervisor) Receive(ctx actor.Context) {
 		a.ready <- pid
 		a.ready = nil
 	case *actor.Terminated:
-		// The only child is the shared actor. It stopped on its own
-		// (ctx.Stop on itself), not in a shutdown: no stream has anyone
-		// to handle its frames any more, so every stream ends, as a
-		// per-stream one does when its own actor stops, and new ones are
-		// refused.
-		if a.rt.stopped.Load() {
+		// The only child is the shared actor, and a restart after a
+		// panic sends no Terminated: it stopped itself (ctx.Stop on
+		// itself). No stream has anyone to handle its frames any more, so
+		// every stream ends, as a per-stream one does when its own actor
+		// stops, new ones are refused, and AppStopped tells the broker.
+		if a.rt.appStopped.Swap(true) {
 			return
 		}
-		a.rt.appStopped.Store(true)
 		a.rt.log.Error("the application actor stopped; closing every stream")
 		a.rt.streams.Each(func(s *Stream) bool {
 			s.Close(ErrAppStopped)
 			return true
 		})
+		close(a.rt.appDone)
 	}
 }
 

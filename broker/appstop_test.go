@@ -2,6 +2,8 @@ package broker_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -54,10 +56,15 @@ func TestPerStreamActorStoppingClosesItsStream(t *testing.T) {
 
 // TestSharedActorStoppingEndsEveryStream: when the shared application
 // actor stops itself no stream has a handler left, so every stream is
-// closed and new ones are refused, and nothing is left pending: Shutdown's
-// drain ends at once instead of waiting out its deadline.
+// closed, and the broker shuts down at once — nothing is left pending for
+// its drain to wait on — with Serve returning ErrAppStopped, so that
+// whatever supervises the process sees it end.
 func TestSharedActorStoppingEndsEveryStream(t *testing.T) {
-	b := start(t, broker.Config{MaxInbound: 4}, actor.PropsFromFunc(func(ctx actor.Context) {
+	b, err := broker.New(broker.Config{Addr: "127.0.0.1:0", MaxInbound: 4, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Handle(actor.PropsFromFunc(func(ctx actor.Context) {
 		if m, ok := ctx.Message().(*broker.Received); ok {
 			if string(m.Payload) == "stop" {
 				ctx.Stop(ctx.Self())
@@ -65,7 +72,11 @@ func TestSharedActorStoppingEndsEveryStream(t *testing.T) {
 			}
 			m.Stream.Send(m.Payload)
 		}
-	}), false)
+	}))
+	served := make(chan error, 1)
+	go func() { served <- b.Serve(context.Background()) }()
+	t.Cleanup(func() { b.Shutdown(context.Background()) })
+
 	p, other := dial(t, b), dial(t, b)
 	p.send([]byte("before"))
 	if got := string(p.next(5 * time.Second)); got != "before" {
@@ -80,12 +91,33 @@ func TestSharedActorStoppingEndsEveryStream(t *testing.T) {
 	p.send(burst...)
 	p.expectEOF(5 * time.Second)
 	other.expectEOF(5 * time.Second)
-	dial(t, b).expectEOF(5 * time.Second)
+	select {
+	case err := <-served:
+		if !errors.Is(err, broker.ErrAppStopped) {
+			t.Fatalf("Serve returned %v, want ErrAppStopped", err)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Serve returned %v: the drain waited out its deadline", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve still running 5 s after the application stopped")
+	}
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	t0 := time.Now()
-	if err := b.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v (after %v)", err, time.Since(t0))
+// TestOnLoopRepliesInReadOrder: on the event loop, an application's
+// replies and the broker's own immediate answer to a bad telemetry span
+// leave in the order their frames came, even within one read.
+func TestOnLoopRepliesInReadOrder(t *testing.T) {
+	b := start(t, broker.Config{}, broker.Echo(), true, broker.OnEventLoop())
+	p := dial(t, b)
+	p.send([]byte("first"), telemetryRequest(-1), []byte("last"))
+	if got := string(p.next(5 * time.Second)); got != "first" {
+		t.Fatalf("first reply %q, want the echo of the frame before the request", got)
+	}
+	if m := decodeJSON(t, p.next(5*time.Second)); m["error"] == nil {
+		t.Fatalf("second reply %v, want the bad span's error", m)
+	}
+	if got := string(p.next(5 * time.Second)); got != "last" {
+		t.Fatalf("third reply %q", got)
 	}
 }

@@ -18,6 +18,11 @@ import (
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
+// ErrAppStopped is the reason a stream closes when its application actor
+// stopped itself (ctx.Stop on itself), and what Serve returns when the
+// shared one did.
+var ErrAppStopped = actors.ErrAppStopped
+
 // The types application actors see. They are defined in package actors,
 // which runs them, and are the same types under these names.
 type (
@@ -241,8 +246,8 @@ func (b *Broker) leaveCluster(ctx context.Context) error {
 // starts, that receives Connected, Received and Closed for every stream.
 // A panic in it is logged with its stack and the actor restarts; the
 // frame that panicked is not retried. If it stops itself, every stream has
-// lost its handler: the broker closes them all with actors.ErrAppStopped
-// and refuses new ones.
+// lost its handler: the broker closes them all with ErrAppStopped
+// and shuts down; Serve returns ErrAppStopped.
 func (b *Broker) Handle(props *actor.Props) {
 	b.mu.Lock()
 	b.shared, b.perStream, b.onLoop = props, nil, false
@@ -253,7 +258,7 @@ func (b *Broker) Handle(props *actor.Props) {
 // (Erlang style): each stream's actor receives only that stream's
 // messages and stops after Closed. Streams are then handled in parallel.
 // An actor that stops itself (ctx.Stop(ctx.Self())) ends its stream: the
-// broker closes it with the reason actors.ErrAppStopped, and frames that
+// broker closes it with the reason ErrAppStopped, and frames that
 // arrived after the stop are dropped.
 func (b *Broker) HandlePerStream(props *actor.Props, opts ...HandleOption) {
 	var o handleOptions
@@ -298,7 +303,8 @@ func (b *Broker) ActorSystem() *actor.ActorSystem { return b.rt.System() }
 // broker has shut down: after Shutdown, or after ctx ends, in which case
 // Serve itself shuts down gracefully within Config.DrainTimeout. It
 // returns nil after a clean shutdown. Without Handle or HandlePerStream
-// it fails.
+// it fails. Should the shared application actor stop itself, Serve shuts
+// the broker down and returns an error wrapping ErrAppStopped.
 func (b *Broker) Serve(ctx context.Context) error {
 	b.mu.Lock()
 	if b.serving {
@@ -334,6 +340,15 @@ func (b *Broker) Serve(ctx context.Context) error {
 		err := b.Shutdown(sctx)
 		<-serveErr
 		return err
+	case <-b.rt.AppStopped():
+		// The shared application stopped itself and every stream with
+		// it: nothing is left to serve. Shut down, so that a supervisor
+		// sees the broker end rather than a listener that refuses all.
+		sctx, cancel := context.WithTimeout(context.Background(), b.cfg.DrainTimeout)
+		defer cancel()
+		err := b.Shutdown(sctx)
+		<-serveErr
+		return errors.Join(fmt.Errorf("broker: %w", ErrAppStopped), err)
 	}
 }
 
