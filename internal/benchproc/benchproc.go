@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -40,12 +41,19 @@ import (
 const envServer = "HYDROGEN_BENCH_SERVER"
 
 // The child's protocol on its stdin and stdout, one line each way: it
-// writes its address once started, then answers each "cpu" line with its
-// CPU time in nanoseconds. It exits when stdin closes.
-const cpuRequest = "cpu"
+// writes addrPrefix and its address once started, then answers each
+// cpuRequest line with cpuPrefix and its CPU time in nanoseconds. It
+// exits when stdin closes. The prefixes tell its answers from anything
+// else that writes to stdout — the test framework's PASS, should a
+// package's TestMain not hand the process to Main.
+const (
+	cpuRequest = "cpu"
+	addrPrefix = "benchproc addr "
+	cpuPrefix  = "benchproc cpu "
+)
 
-// startTimeout bounds how long a child may take to report its address.
-const startTimeout = 10 * time.Second
+// replyTimeout bounds the wait for any answer of the child's.
+const replyTimeout = 10 * time.Second
 
 // Servers maps a server's name to a function that starts it listening on
 // 127.0.0.1 and returns its address. The server runs until the process
@@ -75,7 +83,7 @@ func Main(servers Servers) {
 
 // serve is the child's side of the protocol; it returns the exit code.
 func serve(addr string, in io.Reader, out io.Writer) int {
-	if _, err := fmt.Fprintln(out, addr); err != nil {
+	if _, err := fmt.Fprintln(out, addrPrefix+addr); err != nil {
 		return 1
 	}
 	sc := bufio.NewScanner(in)
@@ -84,7 +92,7 @@ func serve(addr string, in io.Reader, out io.Writer) int {
 			fmt.Fprintf(os.Stderr, "benchproc: unknown request %q\n", sc.Text())
 			return 2
 		}
-		if _, err := fmt.Fprintln(out, int64(SelfCPU())); err != nil {
+		if _, err := fmt.Fprintf(out, "%s%d\n", cpuPrefix, int64(SelfCPU())); err != nil {
 			return 1
 		}
 	}
@@ -138,24 +146,14 @@ func Start(tb testing.TB, name string) *Proc {
 		}
 	})
 
-	type line struct {
-		s   string
-		err error
+	addr, err := p.reply(addrPrefix)
+	if err != nil {
+		tb.Fatalf("benchproc: %s did not report its address: %v", name, err)
 	}
-	got := make(chan line, 1)
-	go func() {
-		s, err := p.readLine()
-		got <- line{s, err}
-	}()
-	select {
-	case l := <-got:
-		if l.err != nil {
-			tb.Fatalf("benchproc: %s did not report its address: %v", name, l.err)
-		}
-		p.Addr = l.s
-	case <-time.After(startTimeout):
-		tb.Fatalf("benchproc: %s did not report its address within %v", name, startTimeout)
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		tb.Fatalf("benchproc: %s reported the address %q: %v", name, addr, err)
 	}
+	p.Addr = addr
 	return p
 }
 
@@ -165,7 +163,7 @@ func (p *Proc) CPU(tb testing.TB) time.Duration {
 	if _, err := fmt.Fprintln(p.in, cpuRequest); err != nil {
 		tb.Fatalf("benchproc: asking for CPU time: %v", err)
 	}
-	s, err := p.readLine()
+	s, err := p.reply(cpuPrefix)
 	if err != nil {
 		tb.Fatalf("benchproc: reading CPU time: %v", err)
 	}
@@ -176,19 +174,43 @@ func (p *Proc) CPU(tb testing.TB) time.Duration {
 	return time.Duration(ns)
 }
 
-func (p *Proc) readLine() (string, error) {
-	s, err := p.out.ReadString('\n')
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = errors.New("the child exited")
-		}
-		return "", err
+// reply reads the child's next line, which must start with prefix, and
+// returns the rest; it gives up after replyTimeout. A child that does not
+// answer in time is killed, which ends the read.
+func (p *Proc) reply(prefix string) (string, error) {
+	type line struct {
+		s   string
+		err error
 	}
-	return strings.TrimSuffix(s, "\n"), nil
+	got := make(chan line, 1)
+	go func() {
+		s, err := p.out.ReadString('\n')
+		got <- line{s, err}
+	}()
+	var l line
+	select {
+	case l = <-got:
+	case <-time.After(replyTimeout):
+		p.cmd.Process.Kill()
+		<-got
+		return "", fmt.Errorf("no answer within %v; killed", replyTimeout)
+	}
+	if l.err != nil {
+		if errors.Is(l.err, io.EOF) {
+			return "", errors.New("the child exited")
+		}
+		return "", l.err
+	}
+	s := strings.TrimSuffix(l.s, "\n")
+	rest, ok := strings.CutPrefix(s, prefix)
+	if !ok {
+		return "", fmt.Errorf("unexpected line %q (does the package's TestMain call benchproc.Main first?)", s)
+	}
+	return rest, nil
 }
 
 // stop closes the child's stdin, which ends it, and waits for it; a child
-// that does not end within startTimeout is killed.
+// that does not end within replyTimeout is killed.
 func (p *Proc) stop() error {
 	p.in.Close()
 	done := make(chan error, 1)
@@ -196,9 +218,9 @@ func (p *Proc) stop() error {
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(startTimeout):
+	case <-time.After(replyTimeout):
 		p.cmd.Process.Kill()
 		<-done
-		return fmt.Errorf("did not exit within %v; killed", startTimeout)
+		return fmt.Errorf("did not exit within %v; killed", replyTimeout)
 	}
 }
