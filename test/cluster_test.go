@@ -99,14 +99,11 @@ type clClient struct {
 
 func clDial(t testing.TB, id int, addr string) *clClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dial(t, addr)
 	cc := &clClient{id: id, c: c, last: map[uint32]uint32{}, done: make(chan struct{})}
 	go cc.read()
+	// Runs before dial's own Close (cleanups run last first); Close may
+	// be called twice.
 	t.Cleanup(func() { c.Close(); <-cc.done })
 	return cc
 }

@@ -175,9 +175,7 @@ func roundTrip(c net.Conn) error {
 	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
 		return err
 	}
-	req := []byte{0x0D, 0, 0, 0, 0}
-	binary.BigEndian.PutUint32(req[1:], math.Float32bits(0.001))
-	f, _ := wire.Encode(req)
+	f, _ := wire.AppendFrame(nil, wire.AppendTelemetryRequest(nil, 0.001))
 	if _, err := c.Write(f); err != nil {
 		return err
 	}
