@@ -72,15 +72,14 @@ type Runtime struct {
 	supPID    *actor.PID
 	telemPID  *actor.PID
 
-	panics     atomic.Uint64
-	restarts   atomic.Uint64
-	telemReqs  atomic.Uint64
-	telemWait  atomic.Int64
-	panicLog   rateLimit
-	stopped    atomic.Bool
-	appStopped atomic.Bool   // the shared application actor stopped itself
-	appDone    chan struct{} // closed when it did
-	disp       *dispatcher
+	panics    atomic.Uint64
+	restarts  atomic.Uint64
+	telemReqs atomic.Uint64
+	telemWait atomic.Int64
+	panicLog  rateLimit
+	stopped   atomic.Bool
+	appDone   chan struct{} // closed when the shared application actor stopped itself
+	disp      *dispatcher
 }
 
 // Stats are the runtime's own counters.
@@ -236,9 +235,11 @@ func (r *Runtime) OnOpen(c *netpoll.Conn) {
 		c.Close(errors.New("actors: no application started"))
 		return
 	}
-	if r.appStopped.Load() {
+	select {
+	case <-r.appDone:
 		c.Close(ErrAppStopped)
 		return
+	default:
 	}
 	pid, err := r.system.Root.SpawnNamed(r.connProps, "conn-"+strconv.FormatUint(c.ID(), 10))
 	if err != nil {

@@ -81,8 +81,10 @@ func (a *appSupervisor) Receive(ctx actor.Context) {
 		// itself). No stream has anyone to handle its frames any more, so
 		// every stream ends, as a per-stream one does when its own actor
 		// stops, new ones are refused, and AppStopped tells the broker.
-		if a.rt.appStopped.Swap(true) {
-			return
+		select {
+		case <-a.rt.appDone:
+			return // told already
+		default:
 		}
 		a.rt.log.Error("the application actor stopped; closing every stream")
 		a.rt.streams.Each(func(s *Stream) bool {
