@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,9 +13,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// clusterConfig checks the --cluster, --cluster-addr and --peers flags and
-// returns the cluster configuration, or nil when --cluster is not set.
-func clusterConfig(name, addr, peers string) (*cluster.Config, error) {
+// clusterFlags are the flags of `broker serve` that configure clustering.
+type clusterFlags struct {
+	name  string
+	addr  string
+	peers string
+}
+
+func (f *clusterFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.name, "cluster", "", "join the cluster of this `name` (see --cluster-addr, --peers); off when empty")
+	fs.StringVar(&f.addr, "cluster-addr", "", "`HOST:PORT` the other nodes reach this one at (protoactor remote); the next port is the membership provider's")
+	fs.StringVar(&f.peers, "peers", "", "the nodes' cluster addresses, `HOST:PORT,...`; this node's own may be listed")
+}
+
+// config checks the cluster flags and returns the cluster configuration,
+// or nil when --cluster is not set.
+func (f *clusterFlags) config() (*cluster.Config, error) {
+	name, addr, peers := f.name, f.addr, f.peers
 	if name == "" {
 		if addr != "" || peers != "" {
 			return nil, fmt.Errorf("--cluster-addr and --peers need --cluster NAME")

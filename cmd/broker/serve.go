@@ -36,9 +36,7 @@ type serveFlags struct {
 	logLevel     string
 	logFormat    string
 	httpAddr     string
-	cluster      string
-	clusterAddr  string
-	peers        string
+	cluster      clusterFlags
 }
 
 func serveFlagSet(f *serveFlags) *flag.FlagSet {
@@ -58,9 +56,7 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.httpAddr, "http-addr", "", "serve HTTP monitoring (/metrics, /healthz, /stats) on this `address`, e.g. 127.0.0.1:8222; off when empty")
-	fs.StringVar(&f.cluster, "cluster", "", "join the cluster of this `name` (see --cluster-addr, --peers); off when empty")
-	fs.StringVar(&f.clusterAddr, "cluster-addr", "", "`HOST:PORT` the other nodes reach this one at (protoactor remote); the next port is the membership provider's")
-	fs.StringVar(&f.peers, "peers", "", "the nodes' cluster addresses, `HOST:PORT,...`; this node's own may be listed")
+	f.cluster.register(fs)
 	withEnvHelp(fs)
 	fs.Usage = func() {
 		w := fs.Output()
@@ -150,7 +146,7 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 			return usageError(stderr, "serve", "%v", err)
 		}
 	}
-	clusterCfg, err := clusterConfig(f.cluster, f.clusterAddr, f.peers)
+	clusterCfg, err := f.cluster.config()
 	if err != nil {
 		return usageError(stderr, "serve", "%v", err)
 	}
