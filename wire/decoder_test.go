@@ -519,3 +519,57 @@ func TestDecoderAllocs(t *testing.T) {
 		t.Errorf("decoding allocates %v times per stream, want 0", allocs)
 	}
 }
+
+// A frame split across reads borrows a carry buffer that fits it and gives
+// it back once returned: an idle connection after a large split frame
+// holds no more than a fresh one. Held reports the borrowed bytes, which
+// the broker counts against its memory budget.
+func TestDecoderGivesCarryBack(t *testing.T) {
+	tests := []struct {
+		name    string
+		payload int
+		cut     int // bytes of the frame in the first read
+		minHeld int // Held() while the frame is incomplete is at least this
+		maxHeld int // and at most this
+	}{
+		{"header split", 10, 2, 14, 256},
+		{"small", 100, 50, 104, 256},
+		{"4 KiB class", 3000, 10, 3004, 4 << 10},
+		{"largest", wire.MaxPayload, 65000, wire.MaxPayload + wire.Overhead, wire.MaxPayload + wire.Overhead},
+		{"largest, header split", wire.MaxPayload, 1, wire.MaxPayload + wire.Overhead, wire.MaxPayload + wire.Overhead},
+	}
+	for _, tt := range tests {
+		d := wire.NewDecoder(wire.MaxPayload)
+		if h := d.Held(); h != 0 {
+			t.Fatalf("%s: a fresh decoder holds %d bytes", tt.name, h)
+		}
+		s := frame(fill('p', tt.payload))
+		d.Feed(s[:tt.cut])
+		if _, ok, err := d.Next(); ok || err != nil {
+			t.Fatalf("%s: first piece: ok=%v err=%v", tt.name, ok, err)
+		}
+		rest := s[tt.cut:]
+		if tt.cut < wire.HeaderSize {
+			// Complete the header first: the buffer grows to the frame.
+			d.Feed(rest[:wire.HeaderSize-tt.cut])
+			if _, ok, err := d.Next(); ok || err != nil {
+				t.Fatalf("%s: header piece: ok=%v err=%v", tt.name, ok, err)
+			}
+			rest = rest[wire.HeaderSize-tt.cut:]
+		}
+		if h := d.Held(); h < tt.minHeld || h > tt.maxHeld {
+			t.Errorf("%s: incomplete frame: Held() = %d, want %d..%d", tt.name, h, tt.minHeld, tt.maxHeld)
+		}
+		d.Feed(rest)
+		p, ok, err := d.Next()
+		if !ok || err != nil || len(p) != tt.payload {
+			t.Fatalf("%s: completing piece: %d bytes, ok=%v err=%v", tt.name, len(p), ok, err)
+		}
+		if _, ok, _ := d.Next(); ok {
+			t.Fatalf("%s: a second frame from one", tt.name)
+		}
+		if h := d.Held(); h != 0 {
+			t.Errorf("%s: after the frame: Held() = %d, want 0", tt.name, h)
+		}
+	}
+}
