@@ -15,8 +15,9 @@ import "sync"
 type Batch struct {
 	Frames [][]byte // payloads in the order received
 
-	conn *Conn
-	buf  []byte
+	conn    *Conn
+	buf     []byte
+	counted int64 // bytes counted against the server's memory budget
 }
 
 // maxPooledBatch bounds the payload bytes a pooled batch keeps, so one
@@ -26,13 +27,16 @@ const maxPooledBatch = 256 << 10
 var batchPool = sync.Pool{New: func() any { return new(Batch) }}
 
 // newBatch returns a batch able to hold size payload bytes without growing,
-// so that slices handed out earlier in the same read stay valid.
+// so that slices handed out earlier in the same read stay valid. Its
+// payload buffer counts against the memory budget until Release.
 func newBatch(c *Conn, size int) *Batch {
 	b := batchPool.Get().(*Batch)
 	b.conn = c
 	if cap(b.buf) < size {
 		b.buf = make([]byte, 0, max(size, 4096))
 	}
+	b.counted = int64(size)
+	c.loop.srv.mem.used.Add(b.counted)
 	return b
 }
 
@@ -50,6 +54,10 @@ func (b *Batch) Conn() *Conn { return b.conn }
 // when no payload of the batch is referenced any more.
 func (b *Batch) Release() {
 	c := b.conn
+	if c != nil {
+		c.loop.srv.mem.release(b.counted)
+		b.counted = 0
+	}
 	clear(b.Frames)
 	b.Frames = b.Frames[:0]
 	b.buf = b.buf[:0]

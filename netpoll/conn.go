@@ -4,6 +4,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hydrogen-mq/hydrogen/wire"
 	"golang.org/x/sys/unix"
@@ -33,22 +34,32 @@ type Conn struct {
 	gen          int32
 	mask         uint32 // events registered with epoll
 	readPaused   bool   // pause applied to mask
+	readStalled  bool   // flow-control stall applied to mask
 	readClosed   bool   // peer half-closed; waiting for replies to drain
 	done         bool   // the loop closed the fd and reported OnClose
-	lastRead     int64  // loop clock, nanoseconds
-	blockedSince int64  // loop clock when the queue began waiting for EPOLLOUT; 0 if not waiting
+	lastFrame    int64  // loop clock when a frame was last completed, for the idle timeout
+	partialSince int64  // loop clock when the frame now incomplete began; 0 if none
+	blockedSince int64  // loop clock since when the queue has waited for EPOLLOUT without progress; 0 if not waiting
+	stallUntil   int64  // loop clock when a stall under OverflowClose ends
 	readClosedAt int64
+	outq         int // the kernel's send queue when blockedSince was set
+	carry        int // bytes of the decoder's carry buffer counted in the budget
 	dec          wire.Decoder
 	out          outbound // bytes being written
 
 	inflight atomic.Int32 // batches delivered and not yet released
+	owed     atomic.Int32 // replies the layer above owes the peer (Owe, Settle)
 	queued   atomic.Int64 // outbound bytes accepted by Send and not yet written
+	inWrite  atomic.Int64 // bytes of a writev in progress, for the slow-consumer bound
 
 	mu        sync.Mutex
 	state     int
 	reason    error // why Close was asked for
 	scheduled bool  // on the loop's ready list
 	paused    bool  // pause asked for by the layer above
+	stalled   bool  // stall asked for by stallOn
+	stallFor  time.Duration
+	waitOn    []*Conn // queues this connection's stall waits on to drain
 	pend      pending
 }
 
@@ -77,42 +88,67 @@ func (c *Conn) Queued() int { return int(c.queued.Load()) }
 //
 // It returns ErrClosed on a connection that is closed or closing,
 // ErrFrameTooLarge for a payload over 65,535 bytes, and ErrSlowConsumer
-// when the queue would pass the connection's byte bound, in which case
-// the connection is closed as a slow consumer.
-func (c *Conn) Send(payload []byte) error {
+// when the frame cannot be queued within the connection's bound
+// (OverflowClose) or the server's memory budget, in which case the
+// connection is closed as a slow consumer.
+func (c *Conn) Send(payload []byte) error { return c.SendFrom(nil, payload) }
+
+// SendFrom is Send on behalf of a producer: the connection whose frame
+// caused this one (the sender of a broadcast, or c itself for a reply).
+// When the frame takes c's queue past 3/4 of MaxPending, the producer's
+// reading stalls until the queue drains (see Overflow). A nil producer
+// stalls nobody.
+func (c *Conn) SendFrom(producer *Conn, payload []byte) error {
 	if len(payload) > wire.MaxPayload {
 		return ErrFrameTooLarge
 	}
-	return c.enqueue(payload, nil)
+	return c.enqueue(producer, payload, nil)
 }
 
 // SendFrame queues an encoded frame (as made by wire.AppendFrame) without
 // copying it, so that one encoding can be shared by many connections. The
 // frame must not be modified afterwards. Errors are those of Send.
-func (c *Conn) SendFrame(frame []byte) error {
+func (c *Conn) SendFrame(frame []byte) error { return c.SendFrameFrom(nil, frame) }
+
+// SendFrameFrom is SendFrame on behalf of a producer, as SendFrom.
+func (c *Conn) SendFrameFrom(producer *Conn, frame []byte) error {
 	if len(frame) < wire.Overhead || frame[0] != wire.Start || len(frame) != wire.FrameSize(int(frame[1])<<8|int(frame[2])) {
 		panic("netpoll: SendFrame given bytes that are not one encoded frame")
 	}
-	return c.enqueue(nil, frame)
+	return c.enqueue(producer, nil, frame)
 }
 
 // enqueue queues a payload to be framed into the connection's own buffer,
 // or, when frame is not nil, an encoded frame to be shared as it is.
-func (c *Conn) enqueue(payload, frame []byte) error {
+//
+// The per-connection bound counts the bytes not yet handed to the kernel:
+// the bytes of a writev in progress are taken as written. Counting them
+// would close a reader that keeps up, whenever one large writev had
+// finished in the kernel and the loop had not yet subtracted it while the
+// next frames arrived.
+func (c *Conn) enqueue(producer *Conn, payload, frame []byte) error {
 	size := int64(len(frame))
 	if frame == nil {
 		size = int64(wire.FrameSize(len(payload)))
 	}
+	l := c.loop
 	c.mu.Lock()
 	if c.state != stateOpen {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.queued.Load()+size > c.loop.maxPending {
+	q := c.queued.Load() - c.inWrite.Load() + size
+	if q > l.maxPending && l.overflow == OverflowClose {
 		c.closeLocked(ErrSlowConsumer)
 		c.mu.Unlock()
-		c.loop.schedule(c)
+		l.schedule(c)
 		return ErrSlowConsumer
+	}
+	if !l.srv.mem.reserve(size) {
+		c.closeLocked(errMemoryLimit)
+		c.mu.Unlock()
+		l.schedule(c)
+		return errMemoryLimit
 	}
 	if frame == nil {
 		c.pend.appendFrame(payload)
@@ -123,9 +159,35 @@ func (c *Conn) enqueue(payload, frame []byte) error {
 	wake := c.wakeLocked()
 	c.mu.Unlock()
 	if wake {
-		c.loop.schedule(c)
+		l.schedule(c)
+	}
+	if q > l.stallMark && producer != nil {
+		producer.stallOn(c, q)
 	}
 	return nil
+}
+
+// Owe tells the connection that the layer above owes its peer a reply it
+// will send later (a telemetry reply waiting for its span, say). A
+// connection whose peer half-closed stays open until every Owe has been
+// matched by a Settle and the replies are written.
+func (c *Conn) Owe() { c.owed.Add(1) }
+
+// Settle matches one Owe, once the reply has been queued or will never be.
+func (c *Conn) Settle() {
+	if c.owed.Add(-1) != 0 {
+		return
+	}
+	// Let the loop look at a half-closed connection that waited for this.
+	c.mu.Lock()
+	wake := c.state == stateOpen && !c.scheduled
+	if wake {
+		c.scheduled = true
+	}
+	c.mu.Unlock()
+	if wake {
+		c.loop.schedule(c)
+	}
 }
 
 // wakeLocked decides whether a Send must put the connection on its loop's
@@ -207,6 +269,16 @@ func (c *Conn) batchReleased() {
 	if wake {
 		c.loop.schedule(c)
 	}
+}
+
+// sendQueue reports the bytes in a socket's send queue (SIOCOUTQ): sent
+// and not yet acknowledged, or not yet sent. -1 when it cannot be read.
+func sendQueue(fd int) int {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // socketError fetches the pending error of a socket that reported

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hydrogen-mq/hydrogen/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -301,5 +302,83 @@ func TestRepliesOnRelease(t *testing.T) {
 	}
 	if got := readFrames(t, cl, cl, 1)[0]; string(got) != "unprompted" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// oweHandler answers a frame "owe" later, from another goroutine, the way
+// the telemetry actor answers a request once its span has passed.
+type oweHandler struct {
+	*handler
+	later time.Duration
+}
+
+func (h oweHandler) OnFrames(c *Conn, b *Batch) {
+	for _, f := range b.Frames {
+		if string(f) == "owe" {
+			c.Owe()
+			h.wg.Go(func() {
+				time.Sleep(h.later) // the span of the reply owed
+				if err := c.Send([]byte("paid")); err != nil {
+					h.t.Errorf("Send: %v", err)
+				}
+				c.Settle()
+			})
+		}
+	}
+	b.Release()
+}
+
+// TestHalfCloseWaitsForOwedReplies: a peer that half-closes after a frame
+// whose reply the layer above owes still gets that reply, however long
+// it takes (past the write timeout, which bounds only the flush), then the
+// close.
+func TestHalfCloseWaitsForOwedReplies(t *testing.T) {
+	const writeTimeout = 100 * time.Millisecond
+	h := oweHandler{newHandler(t, replyNone), 3 * writeTimeout}
+	s := startServer(t, Config{WriteTimeout: writeTimeout}, h)
+	cl := dial(t, s.Addr())
+	sc := h.nextOpened(t).c
+	write(t, cl, frame([]byte("owe")))
+	if err := cl.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	cl.SetReadDeadline(time.Now().Add(waitLong))
+	if got, err := readFrame(cl); err != nil || string(got) != "paid" {
+		t.Fatalf("reply: %q, %v", got, err)
+	}
+	expectEOF(t, cl)
+	if err := h.closedFor(t, sc); !errors.Is(err, ErrPeerClosed) {
+		t.Fatalf("OnClose: %v, want ErrPeerClosed", err)
+	}
+}
+
+// TestBoundCountsNotYetWritten: the per-connection bound counts the bytes
+// not yet handed to the kernel. The bytes of a writev in progress are
+// taken as written: senders may queue up to MaxPending more meanwhile,
+// so that a reader that keeps up is never cut because one large writev
+// had finished in the kernel before the loop subtracted it.
+func TestBoundCountsNotYetWritten(t *testing.T) {
+	p, err := openPoller(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	const maxPending = 4 << 20
+	l := &loop{p: p, srv: &Server{mem: newBudget(1 << 30)}, maxPending: maxPending, stallMark: maxPending / 4 * 3, resumeMark: maxPending / 2}
+	c := &Conn{loop: l}
+	// The loop has taken 3 MiB and has one writev of all of it in flight.
+	c.queued.Store(3 << 20)
+	c.inWrite.Store(3 << 20)
+	payload := make([]byte, 60000)
+	size := int64(wire.FrameSize(len(payload)))
+	sent := 0
+	for c.queued.Load()-3<<20+size <= maxPending {
+		if err := c.Send(payload); err != nil {
+			t.Fatalf("Send %d, with %d bytes not yet written: %v", sent, c.queued.Load()-3<<20, err)
+		}
+		sent++
+	}
+	if err := c.Send(payload); !errors.Is(err, ErrSlowConsumer) {
+		t.Fatalf("Send past MaxPending of unwritten bytes: %v, want ErrSlowConsumer", err)
 	}
 }

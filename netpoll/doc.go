@@ -32,12 +32,38 @@
 // write, so the replies to one read leave in one writev, as a
 // goroutine-per-connection server flushes once per read.
 //
-// Limits: a connection whose queue passes Config.MaxPending bytes, or does
-// not drain for Config.WriteTimeout, is closed as a slow consumer without
-// holding up any other. The layer above can PauseRead a connection for
-// inbound backpressure. Config.MaxConns bounds open connections. When
-// accept fails for lack of file descriptors, the listener is unwatched
-// for a growing backoff (5 ms to 1 s), so the loop neither spins nor stops
+// Flow control: SendFrom and SendFrameFrom name the producer, the
+// connection whose frame caused the Send. A Send that takes a queue past
+// 3/4 of Config.MaxPending stalls its producer's reading until the queue is
+// below 1/2 again; Config.Overflow says what bounds that. Under
+// OverflowClose (the default) a stall lasts 2 to 5 ms per read, and a
+// queue that would pass MaxPending is closed as a slow consumer. Under
+// OverflowThrottle the stall lasts as long as the queue is full, which is
+// lossless for every consumer that keeps reading. Either way a queue that
+// makes no write progress for Config.WriteTimeout is a slow consumer, and
+// nobody else waits for it.
+//
+// Memory: Config.MaxMemory bounds the outbound queues and the read buffers
+// (frames split across reads, batches the handler holds) of all
+// connections together: at 3/4 of it every loop stops reading, and when
+// that does not resolve it the connections holding the most bytes are
+// closed (ErrMemoryLimit); a Send that would pass it is refused. A frame
+// split across reads borrows a buffer that fits it and gives it back once
+// complete, and a queue's buffers past 4 KiB go back to shared pools once
+// written, so an idle connection holds what a fresh one does.
+//
+// Time limits: a frame begun must complete within Config.FrameTimeout; a
+// connection that completes no frame for Config.IdleTimeout is idle; TCP
+// keepalive (Config.TCPKeepAlive) finds peers that vanished. A peer that
+// half-closes gets every reply to what it sent, those the layer above
+// owes it (Owe, Settle) included, then the close.
+//
+// Limits: the layer above can PauseRead a connection for inbound
+// backpressure. Config.MaxConns bounds open connections and
+// Config.MaxConnsPerIP those from one address; a connection over either
+// gets one error frame saying so, and is closed and counted. When accept
+// fails for lack of file descriptors, the listener is unwatched for a
+// growing backoff (5 ms to 1 s), so the loop neither spins nor stops
 // serving, and accepting resumes when descriptors free up.
 //
 // A Conn is a handle, never an fd: after it closes its Send returns

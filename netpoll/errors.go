@@ -1,6 +1,9 @@
 package netpoll
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Reasons a connection closes, reported once to Handler.OnClose (wrapped
 // where there is more to say), and errors of Send.
@@ -16,9 +19,18 @@ var (
 	// ErrSlowConsumer: the connection's outbound queue passed its byte
 	// bound, or did not drain within the write timeout.
 	ErrSlowConsumer = errors.New("netpoll: slow consumer")
-	// ErrIdle: nothing was received within the idle timeout.
+	// ErrMemoryLimit: the server's memory budget (Config.MaxMemory) ran
+	// out and this connection held the most bytes, or a Send to it would
+	// have passed the budget. It is a kind of slow consumer: the reason
+	// reported wraps ErrSlowConsumer too.
+	ErrMemoryLimit = errors.New("netpoll: memory budget exhausted")
+	// ErrIdle: no frame was completed within the idle timeout.
 	ErrIdle = errors.New("netpoll: idle timeout")
-	// ErrLimit: the server was at its maximum number of connections.
+	// ErrFrameTimeout: a frame was begun and not completed within the
+	// frame timeout.
+	ErrFrameTimeout = errors.New("netpoll: frame not completed in time")
+	// ErrLimit: the server was at its maximum number of connections, in
+	// all or from the peer's address.
 	ErrLimit = errors.New("netpoll: connection limit reached")
 	// ErrShutdown: the server shut down.
 	ErrShutdown = errors.New("netpoll: server shut down")
@@ -29,3 +41,7 @@ var (
 	// maximum; nothing was queued and the connection stays open.
 	ErrFrameTooLarge = errors.New("netpoll: payload too large for a frame")
 )
+
+// errMemoryLimit is the reason a connection closed by the memory budget
+// reports: ErrMemoryLimit, and a slow consumer.
+var errMemoryLimit = fmt.Errorf("%w: %w", ErrSlowConsumer, ErrMemoryLimit)

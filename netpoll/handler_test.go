@@ -63,10 +63,11 @@ type handler struct {
 
 	wg sync.WaitGroup // replyAsync goroutines
 
-	mu     sync.Mutex
-	opens  map[*Conn]int
-	closes map[*Conn]int
-	held   []*Batch
+	mu      sync.Mutex
+	opens   map[*Conn]int
+	closes  map[*Conn]int
+	reasons map[*Conn]error
+	held    []*Batch
 }
 
 func newHandler(t testing.TB, mode replyMode) *handler {
@@ -78,6 +79,7 @@ func newHandler(t testing.TB, mode replyMode) *handler {
 		closed:   make(chan closed, 4096),
 		opens:    make(map[*Conn]int),
 		closes:   make(map[*Conn]int),
+		reasons:  make(map[*Conn]error),
 	}
 	t.Cleanup(func() {
 		h.releaseHeld()
@@ -157,6 +159,7 @@ func (h *handler) OnClose(c *Conn, err error) {
 	}
 	h.mu.Lock()
 	h.closes[c]++
+	h.reasons[c] = err
 	h.mu.Unlock()
 	select {
 	case h.closed <- closed{c, err}:
@@ -241,6 +244,22 @@ func (h *handler) closedFor(t testing.TB, c *Conn) error {
 			t.Fatalf("no OnClose for connection %d", c.ID())
 		}
 	}
+}
+
+// reasonFor waits for c's OnClose and returns its reason. Unlike
+// closedFor it consumes no event, so tests waiting for several closes may
+// ask in any order.
+func (h *handler) reasonFor(t testing.TB, c *Conn) error {
+	t.Helper()
+	var err error
+	waitFor(t, fmt.Sprintf("OnClose for connection %d", c.ID()), func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		e, ok := h.reasons[c]
+		err = e
+		return ok
+	})
+	return err
 }
 
 // receivedFrom collects the frames c delivers until there are n of them.

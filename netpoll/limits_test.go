@@ -1,11 +1,16 @@
 package netpoll
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/hydrogen-mq/hydrogen/wire"
+	"golang.org/x/sys/unix"
 )
 
 // echoing keeps a second connection doing round trips until stop is
@@ -91,7 +96,7 @@ func TestSlowConsumer(t *testing.T) {
 // TestWriteTimeout: a queue below MaxPending that does not drain within
 // WriteTimeout is a slow consumer too.
 func TestWriteTimeout(t *testing.T) {
-	const writeTimeout = 100 * time.Millisecond
+	const writeTimeout = 200 * time.Millisecond
 	h := newHandler(t, replyEcho)
 	s := startServer(t, Config{MaxPending: 64 << 20, WriteTimeout: writeTimeout}, h)
 
@@ -116,12 +121,20 @@ func TestWriteTimeout(t *testing.T) {
 			break
 		}
 	}
+	// The socket buffers filled while the frames were queued: the last
+	// write progress was before now.
+	sent := time.Now()
 	err := h.closedFor(t, slow)
 	if !errors.Is(err, ErrSlowConsumer) {
 		t.Fatalf("OnClose: %v, want ErrSlowConsumer", err)
 	}
+	// The tick checks every writeTimeout/8: the close comes within an
+	// eighth of the timeout after it expires, plus scheduling.
 	if d := time.Since(start); d < writeTimeout {
 		t.Errorf("closed after %v, before the write timeout", d)
+	}
+	if d := time.Since(sent); d > 2*writeTimeout {
+		t.Errorf("closed %v after the last frame was queued, want within %v of a %v timeout", d, writeTimeout, writeTimeout)
 	}
 	close(stop)
 	if n := <-trips; n == 0 {
@@ -132,8 +145,8 @@ func TestWriteTimeout(t *testing.T) {
 	}
 }
 
-// TestMaxConns: past MaxConns a connection is closed at once; once one
-// closes, a new one is served.
+// TestMaxConns: past MaxConns a connection gets one frame saying why and
+// is closed at once; once one closes, a new one is served.
 func TestMaxConns(t *testing.T) {
 	const limit = 5
 	h := newHandler(t, replyEcho)
@@ -146,7 +159,7 @@ func TestMaxConns(t *testing.T) {
 		conns = append(conns, c)
 	}
 	extra := dial(t, s.Addr())
-	expectEOF(t, extra)
+	expectRefusal(t, extra)
 	st := waitStats(t, s, "ClosedLimit 1", func(st Stats) bool { return st.ClosedLimit == 1 })
 	if st.Open != limit || st.Accepted != limit+1 {
 		t.Errorf("Open %d, Accepted %d; want %d, %d", st.Open, st.Accepted, limit, limit+1)
@@ -220,4 +233,183 @@ func TestIdleTimeout(t *testing.T) {
 	// Once resumed, the paused connection is served.
 	paused.ResumeRead()
 	roundTrip(t, pausedCl, []byte("resumed"))
+}
+
+// expectRefusal reads the refusal a connection over a limit gets, one
+// error frame, and then the server's close.
+func expectRefusal(t testing.TB, c net.Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(waitLong))
+	got, err := readFrame(c)
+	if err != nil || string(got) != `{"error":"connection limit reached"}` {
+		t.Fatalf("refusal: %s, %v", brief(got), err)
+	}
+	expectEOF(t, c)
+}
+
+// TestWriteTimeoutCountsProgress: the write timeout is about progress,
+// not an empty queue: a reader slower than its queue fills, but reading,
+// is never closed for it.
+func TestWriteTimeoutCountsProgress(t *testing.T) {
+	const writeTimeout = 200 * time.Millisecond
+	h := newHandler(t, replyNone)
+	s := startServer(t, Config{MaxPending: 64 << 20, WriteTimeout: writeTimeout}, h)
+	cl := dialSlow(t, s.Addr())
+	c := h.nextOpened(t).c
+	payload := make([]byte, 60000)
+	const n = 200 // 12 MB: many write timeouts' worth at the reader's pace
+	go func() {
+		for range n {
+			if c.Send(payload) != nil {
+				return
+			}
+		}
+	}()
+	// 256 KiB every writeTimeout/4: the queue never empties for several
+	// timeouts, but moves all the time.
+	buf := make([]byte, 256<<10)
+	total := 0
+	for total < n*wire.FrameSize(len(payload)) {
+		cl.SetReadDeadline(time.Now().Add(waitLong))
+		k, err := io.ReadFull(cl, buf[:min(len(buf), n*wire.FrameSize(len(payload))-total)])
+		total += k
+		if err != nil {
+			t.Fatalf("after %d bytes: %v (closed: %v)", total, err, h.reasonFor(t, c))
+		}
+		time.Sleep(writeTimeout / 4) // the reader's pace
+	}
+	if _, closes := h.counts(c); closes != 0 {
+		t.Fatal("a reader making progress was closed")
+	}
+}
+
+// TestMaxConnsPerIP: past MaxConnsPerIP from one address a connection is
+// refused with one frame saying why; other addresses are served, and a
+// close makes room again.
+func TestMaxConnsPerIP(t *testing.T) {
+	h := newHandler(t, replyEcho)
+	s := startServer(t, Config{Addr: "127.0.0.1:0", MaxConnsPerIP: 2}, h)
+	from := func(ip string) *net.TCPConn {
+		d := dialer()
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(ip)}
+		c, err := d.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatalf("dial from %s: %v", ip, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.(*net.TCPConn)
+	}
+	a1, a2 := from("127.0.0.1"), from("127.0.0.1")
+	roundTrip(t, a1, []byte("a1"))
+	roundTrip(t, a2, []byte("a2"))
+	expectRefusal(t, from("127.0.0.1"))
+	b := from("127.0.0.2")
+	roundTrip(t, b, []byte("another address"))
+	a1.Close()
+	waitStats(t, s, "a1's close", func(st Stats) bool { return st.ClosedPeer == 1 })
+	roundTrip(t, from("127.0.0.1"), []byte("room again"))
+	if st := s.Stats(); st.ClosedLimit != 1 || st.Open != 3 {
+		t.Errorf("ClosedLimit %d, Open %d; want 1, 3", st.ClosedLimit, st.Open)
+	}
+}
+
+// TestIdleCountsFrames: the idle timeout counts complete frames, not
+// bytes: a client dripping one byte of a frame now and then is idle.
+func TestIdleCountsFrames(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	h := newHandler(t, replyEcho)
+	s := startServer(t, Config{IdleTimeout: idle}, h)
+	cl := dial(t, s.Addr())
+	c := h.nextOpened(t).c
+	f := frame(make([]byte, 100))
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range f {
+			if _, err := cl.Write(f[i : i+1]); err != nil {
+				return
+			}
+			time.Sleep(idle / 5) // the drip's pace
+		}
+	}()
+	if err := h.closedFor(t, c); !errors.Is(err, ErrIdle) {
+		t.Fatalf("OnClose: %v, want ErrIdle", err)
+	}
+	if d := time.Since(start); d < idle || d > 2*idle {
+		t.Errorf("closed after %v, want within %v..%v", d, idle, 2*idle)
+	}
+	<-done
+}
+
+// TestFrameTimeout: a frame begun must be complete within FrameTimeout;
+// a connection that completes its frames, however slowly each arrives
+// in pieces, within it is not closed.
+func TestFrameTimeout(t *testing.T) {
+	const frameTimeout = 300 * time.Millisecond
+	h := newHandler(t, replyEcho)
+	s := startServer(t, Config{FrameTimeout: frameTimeout}, h)
+	stuck := dial(t, s.Addr())
+	stuckConn := h.nextOpened(t).c
+	slow := dial(t, s.Addr())
+	slowConn := h.nextOpened(t).c
+
+	start := time.Now()
+	write(t, stuck, frame(make([]byte, 1000))[:500])
+	// The slow client sends each frame in two halves, frameTimeout/3
+	// apart, for several frame timeouts.
+	for i := range 6 {
+		f := frame(tricky(i, 200))
+		write(t, slow, f[:100])
+		time.Sleep(frameTimeout / 3) // the client's pace
+		write(t, slow, f[100:])
+		slow.SetReadDeadline(time.Now().Add(waitLong))
+		if got, err := readFrame(slow); err != nil || !bytes.Equal(got, tricky(i, 200)) {
+			t.Fatalf("frame %d: %s, %v", i, brief(got), err)
+		}
+	}
+	if err := h.reasonFor(t, stuckConn); !errors.Is(err, ErrFrameTimeout) {
+		t.Fatalf("OnClose: %v, want ErrFrameTimeout", err)
+	}
+	if _, closes := h.counts(slowConn); closes != 0 {
+		t.Error("the connection completing its frames was closed")
+	}
+	if st := s.Stats(); st.ClosedFrame != 1 || st.Open != 1 {
+		t.Errorf("ClosedFrame %d, Open %d; want 1, 1", st.ClosedFrame, st.Open)
+	}
+	if d := time.Since(start); d < frameTimeout {
+		t.Errorf("the stuck frame was closed after %v, before the frame timeout", d)
+	}
+}
+
+// TestKeepAlive: accepted sockets have TCP keepalive as configured (they
+// inherit it from the listener), and none when it is turned off.
+func TestKeepAlive(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  time.Duration
+		want int // TCP_KEEPIDLE seconds, 0 for off
+	}{{0, int(DefaultTCPKeepAlive / time.Second)}, {7 * time.Second, 7}, {-1, 0}} {
+		h := newHandler(t, replyEcho)
+		s := startServer(t, Config{TCPKeepAlive: tt.cfg}, h)
+		dial(t, s.Addr())
+		fd := h.nextOpened(t).fd
+		on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tt.want == 0 {
+			if on != 0 {
+				t.Errorf("TCPKeepAlive %v: SO_KEEPALIVE on", tt.cfg)
+			}
+			continue
+		}
+		idle, _ := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+		intvl, _ := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)
+		cnt, _ := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
+		nodelay, _ := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		if on != 1 || idle != tt.want || intvl != tt.want || cnt != keepAliveProbes || nodelay != 1 {
+			t.Errorf("TCPKeepAlive %v: keepalive %d, idle %d, interval %d, probes %d, nodelay %d; want 1, %d, %d, %d, 1",
+				tt.cfg, on, idle, intvl, cnt, nodelay, tt.want, tt.want, keepAliveProbes)
+		}
+	}
 }

@@ -6,9 +6,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// keepAliveProbes is how many unanswered keepalive probes close a
+// connection.
+const keepAliveProbes = 3
 
 // listener is a non-blocking listening socket.
 type listener struct {
@@ -17,8 +22,13 @@ type listener struct {
 }
 
 // listen binds addr ("host:port"; an empty host or "::" listens on every
-// IPv6 and IPv4 address, "0.0.0.0" on every IPv4 one).
-func listen(addr string) (*listener, error) {
+// IPv6 and IPv4 address, "0.0.0.0" on every IPv4 one). Accepted sockets
+// inherit TCP_NODELAY and the keepalive settings from the listening one,
+// which spares two to five system calls per connection: keepalive probes
+// after keepAlive idle, every keepAlive, and 3 unanswered close the
+// connection (a dead peer is found within 4 × keepAlive); a negative
+// keepAlive turns it off.
+func listen(addr string, keepAlive time.Duration) (*listener, error) {
 	ta, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %q: %w", addr, err)
@@ -37,6 +47,25 @@ func listen(addr string) (*listener, error) {
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("setsockopt SO_REUSEADDR", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		return fail("setsockopt TCP_NODELAY", err)
+	}
+	if keepAlive > 0 {
+		secs := int(keepAlive / time.Second)
+		for _, o := range []struct {
+			level, opt, v int
+			name          string
+		}{
+			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1, "SO_KEEPALIVE"},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs, "TCP_KEEPIDLE"},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs, "TCP_KEEPINTVL"},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveProbes, "TCP_KEEPCNT"},
+		} {
+			if err := unix.SetsockoptInt(fd, o.level, o.opt, o.v); err != nil {
+				return fail("setsockopt "+o.name, err)
+			}
+		}
 	}
 	var sa unix.Sockaddr
 	if family == unix.AF_INET {

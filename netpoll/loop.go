@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -38,9 +39,13 @@ type loop struct {
 	stats   counters
 
 	maxPending   int64
+	stallMark    int64 // 3/4 of maxPending: a Send past it stalls its producer
+	resumeMark   int64 // 1/2 of maxPending: a stall ends when its queues are below it
+	overflow     Overflow
 	maxPayload   int
 	writeTimeout int64
 	idleTimeout  int64
+	frameTimeout int64
 	tickEvery    int64
 
 	// Loop-only state.
@@ -59,6 +64,11 @@ type loop struct {
 	retryAt    int64
 	readyLocal []*Conn
 	newLocal   []*Conn
+
+	stalledConns []*Conn // connections whose reading a flow-control stall holds
+	memStalled   bool    // the memory budget's stall, applied to every mask
+	reclaimSeen  uint64  // the budget's reclaimSeq this loop has acted on
+	reclaimBuf   []holder
 
 	// Shared with other goroutines under mu.
 	mu       sync.Mutex
@@ -135,6 +145,9 @@ func (l *loop) run() error {
 			return fmt.Errorf("loop %d: %w", l.idx, err)
 		}
 		l.now = l.p.clock()
+		// The memory budget's state first, so that a stall applies before
+		// this batch of events is read.
+		l.checkMemory()
 		// While the loop is awake, senders need not wake it: it looks at
 		// its queues once more after clearing the mark, before it sleeps.
 		// Under load that saves most eventfd writes.
@@ -151,6 +164,9 @@ func (l *loop) run() error {
 			}
 		}
 		l.processQueues()
+		if len(l.stalledConns) > 0 {
+			l.pollStalls()
+		}
 		// The accept retry has its own deadline: tick may be far off, and
 		// wakeAt returns 0 once retryAt has passed, so leaving the retry
 		// to tick would spin the loop until then.
@@ -179,11 +195,15 @@ func (l *loop) queuedWork() bool {
 }
 
 // wakeAt is when the loop must wake even with nothing to read: the next
-// tick, or the accept retry if sooner; 0 when that time has come.
+// tick, the accept retry, or the next look at stalled producers, whichever
+// is soonest; 0 when that time has come.
 func (l *loop) wakeAt() int64 {
 	t := l.nextTick
 	if l.retryAt != 0 && l.retryAt < t {
 		t = l.retryAt
+	}
+	if len(l.stalledConns) > 0 {
+		t = min(t, l.now+int64(stallPoll))
 	}
 	if t <= l.now {
 		return 0
@@ -238,7 +258,6 @@ func (l *loop) event(ev *unix.EpollEvent) {
 func (l *loop) read(c *Conn) {
 	n, err := unix.Read(c.fd, l.buf)
 	if n > 0 {
-		c.lastRead = l.now
 		size := n + c.dec.Buffered() // payloads can not exceed the bytes in hand
 		c.dec.Feed(l.buf[:n])
 		var b *Batch
@@ -259,7 +278,9 @@ func (l *loop) read(c *Conn) {
 			b.add(p)
 			payload += uint64(len(p))
 		}
+		l.trackPartial(c, b != nil)
 		if b != nil {
+			c.lastFrame = l.now
 			l.stats.msgRecv.Add(uint64(len(b.Frames)))
 			l.stats.bytesRecv.Add(payload)
 			c.inflight.Add(1)
@@ -289,6 +310,22 @@ func (l *loop) read(c *Conn) {
 	}
 }
 
+// trackPartial follows the frame left incomplete by a read: when it began,
+// for the frame timeout, and the carry buffer it holds, for the memory
+// budget. completed says whether the read completed a frame, so that any
+// frame incomplete now began with this read.
+func (l *loop) trackPartial(c *Conn, completed bool) {
+	if c.dec.Buffered() == 0 {
+		c.partialSince = 0
+	} else if completed || c.partialSince == 0 {
+		c.partialSince = l.now
+	}
+	if h := c.dec.Held(); h != c.carry {
+		l.srv.mem.used.Add(int64(h - c.carry))
+		c.carry = h
+	}
+}
+
 // flushNow writes an open connection's queue at once. (A closing one is
 // left to processQueues, which knows whether its close allows a flush; so
 // is one already waiting for EPOLLOUT.) It checks the state under the
@@ -306,6 +343,7 @@ func (l *loop) flush(c *Conn) { l.write(c, false) }
 // write is flush; with onlyOpen it does nothing unless the connection is
 // open when its queue is taken.
 func (l *loop) write(c *Conn, onlyOpen bool) {
+	progress := false
 	for range 4 { // bound the time one connection holds the loop
 		if c.out.empty() {
 			c.mu.Lock()
@@ -322,12 +360,17 @@ func (l *loop) write(c *Conn, onlyOpen bool) {
 			l.stats.msgSent.Add(frames)
 			l.stats.bytesSent.Add(payload)
 		}
-		l.iov = c.out.iovecs(l.iov)
+		var want int64
+		l.iov, want = c.out.iovecs(l.iov)
+		c.inWrite.Store(want)
 		n, err := writev(c.fd, l.iov)
 		if n > 0 {
 			c.out.advance(n)
 			c.queued.Add(-int64(n))
+			l.srv.mem.release(int64(n))
+			progress = true
 		}
+		c.inWrite.Store(0)
 		if err == unix.EAGAIN {
 			break
 		}
@@ -336,10 +379,14 @@ func (l *loop) write(c *Conn, onlyOpen bool) {
 			return
 		}
 	}
+	// The write timeout counts from the last progress: a reader that is
+	// slow but reads is not stuck. What the kernel holds counts too (see
+	// tick), so its send queue is noted when the clock restarts.
 	if c.out.empty() {
 		c.blockedSince = 0
-	} else if c.blockedSince == 0 {
+	} else if progress || c.blockedSince == 0 {
 		c.blockedSince = l.now
+		c.outq = sendQueue(c.fd)
 	}
 	l.updateMask(c)
 	l.maybeFinish(c)
@@ -352,7 +399,7 @@ func (l *loop) maybeFinish(c *Conn) {
 	if c.done || !c.out.empty() {
 		return
 	}
-	if c.readClosed && c.inflight.Load() == 0 && c.queued.Load() == 0 {
+	if c.readClosed && c.inflight.Load() == 0 && c.owed.Load() == 0 && c.queued.Load() == 0 {
 		l.close(c, ErrPeerClosed, reasonPeer)
 	} else if l.draining && c.queued.Load() == 0 {
 		l.close(c, ErrShutdown, reasonShutdown)
@@ -364,7 +411,7 @@ func (l *loop) updateMask(c *Conn) {
 		return
 	}
 	var want uint32
-	if !c.readClosed && !c.readPaused && !l.quiesced {
+	if !c.readClosed && !c.readPaused && !c.readStalled && !l.memStalled && !l.quiesced {
 		want |= evRead
 	}
 	if !c.out.empty() {
@@ -402,10 +449,12 @@ func (l *loop) processQueues() {
 		c.mu.Lock()
 		c.scheduled = false
 		state, reason, paused := c.state, c.reason, c.paused
+		stalled, stallFor := c.stalled, c.stallFor
 		c.mu.Unlock()
 		if state == stateClosing {
 			if errors.Is(reason, ErrSlowConsumer) {
-				l.close(c, reason, reasonSlow)
+				// Nothing more is written to a slow consumer.
+				l.close(c, reason, reasonOf(reason))
 				continue
 			}
 			l.flush(c) // one non-blocking attempt, as Close promises
@@ -420,8 +469,11 @@ func (l *loop) processQueues() {
 				l.stats.paused.Add(1)
 			} else {
 				l.stats.paused.Add(-1)
-				c.lastRead = l.now // the idle clock stood still while paused
+				c.resumed(l.now)
 			}
+		}
+		if stalled {
+			l.applyStall(c, stallFor)
 		}
 		l.flush(c)
 	}
@@ -436,7 +488,7 @@ func (l *loop) register(c *Conn) {
 	c.loop = l
 	c.gen = l.nextGen & 0x7fffffff
 	l.nextGen++
-	c.lastRead = l.now
+	c.lastFrame = l.now
 	c.dec.Init(l.maxPayload)
 	for c.fd >= len(l.byFD) {
 		l.byFD = append(l.byFD, make([]*Conn, len(l.byFD)+64)...)
@@ -459,10 +511,24 @@ func (l *loop) close(c *Conn, err error, r reason) {
 	c.done = true
 	c.mu.Lock()
 	c.state = stateClosed
+	putArena(c.pend.box)
 	c.pend = pending{}
+	clear(c.waitOn)
+	c.waitOn, c.stalled = nil, false
 	c.mu.Unlock()
+	putArena(c.out.box)
 	c.out = outbound{}
-	c.queued.Store(0)
+	// What the queue and the carry buffer held goes back to the budget.
+	// (A Send racing the close has either counted its bytes in queued
+	// already, or finds the connection closed and counts nothing.)
+	l.srv.mem.release(c.queued.Swap(0) + int64(c.carry))
+	c.dec.Reset()
+	c.carry = 0
+	if c.readStalled {
+		c.readStalled = false
+		l.stats.stalled.Add(-1)
+	}
+	l.srv.forgetPeer(c)
 	// Closing the fd removes it from the epoll set; the fd number may be
 	// reused at once, which the generation in the event data guards.
 	l.byFD[c.fd] = nil
@@ -479,10 +545,14 @@ func (l *loop) close(c *Conn, err error, r reason) {
 
 func reasonOf(err error) reason {
 	switch {
+	case errors.Is(err, ErrMemoryLimit):
+		return reasonMemory
 	case errors.Is(err, ErrSlowConsumer):
 		return reasonSlow
 	case errors.Is(err, ErrIdle):
 		return reasonIdle
+	case errors.Is(err, ErrFrameTimeout):
+		return reasonFrame
 	case errors.Is(err, ErrProtocol):
 		return reasonProtocol
 	case errors.Is(err, ErrShutdown):
@@ -538,8 +608,8 @@ func (l *loop) closeListener() {
 	l.retryAt = 0
 }
 
-// tick enforces the time limits: write deadlines, idle timeouts and the
-// linger of half-closed connections.
+// tick enforces the time limits: write deadlines, idle and frame
+// timeouts, and the linger of half-closed connections.
 func (l *loop) tick() {
 	l.nextTick = l.now + l.tickEvery
 	for _, c := range l.byFD {
@@ -553,14 +623,34 @@ func (l *loop) tick() {
 				continue
 			}
 		}
+		// A connection the loop is not reading (paused by the layer above,
+		// stalled, or quiesced) is neither idle nor slow to finish a frame:
+		// it may well be sending.
+		reading := !c.readClosed && !c.readPaused && !c.readStalled && !l.memStalled && !l.quiesced
+		if c.blockedSince != 0 && l.now-c.blockedSince > l.writeTimeout {
+			// The kernel reports a full socket writable again only once a
+			// third of its send buffer (megabytes, with autotuning) is
+			// free: a peer that reads slowly can take longer than the
+			// timeout to get there. If the kernel's send queue has moved,
+			// the peer is reading.
+			if q := sendQueue(c.fd); q != c.outq {
+				c.outq = q
+				c.blockedSince = l.now
+			}
+		}
 		switch {
 		case c.blockedSince != 0 && l.now-c.blockedSince > l.writeTimeout:
-			l.close(c, fmt.Errorf("%w: queue not drained for %v", ErrSlowConsumer, time.Duration(l.writeTimeout)), reasonSlow)
-		case c.readClosed && l.now-c.readClosedAt > l.writeTimeout:
+			l.close(c, fmt.Errorf("%w: no write progress for %v", ErrSlowConsumer, time.Duration(l.writeTimeout)), reasonSlow)
+		// A half-closed connection lingers for its replies: while the
+		// layer above owes some (each bounded by its own deadline, such as
+		// a telemetry span), and then for the write timeout.
+		case c.readClosed && c.owed.Load() == 0 && l.now-c.readClosedAt > l.writeTimeout:
 			l.close(c, ErrPeerClosed, reasonPeer)
-		// A connection the loop is not reading, paused by the layer above
-		// or quiesced, is not idle: it may well be sending.
-		case l.idleTimeout > 0 && !c.readClosed && !c.readPaused && !l.quiesced && l.now-c.lastRead > l.idleTimeout:
+		case c.readClosed && c.owed.Load() > 0:
+			c.readClosedAt = l.now
+		case reading && c.partialSince != 0 && l.now-c.partialSince > l.frameTimeout:
+			l.close(c, fmt.Errorf("%w: %d bytes of it after %v", ErrFrameTimeout, c.dec.Buffered(), time.Duration(l.frameTimeout)), reasonFrame)
+		case reading && l.idleTimeout > 0 && l.now-c.lastFrame > l.idleTimeout:
 			l.close(c, ErrIdle, reasonIdle)
 		}
 	}
@@ -612,14 +702,18 @@ func (l *loop) accept() {
 		l.backoff = 0
 		l.stats.accepted.Add(1)
 		s := l.srv
+		remote := tcpAddr(sa)
 		if max := s.cfg.MaxConns; max > 0 && s.open.Load() >= int64(max) {
-			unix.Close(fd)
-			l.stats.closed[reasonLimit].Add(1)
+			l.refuseLimit(fd, remote, "connections", max)
+			continue
+		}
+		if !s.admitPeer(remote) {
+			l.refuseLimit(fd, remote, "connections from one address", s.cfg.MaxConnsPerIP)
 			continue
 		}
 		s.open.Add(1)
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		c := &Conn{id: s.nextID.Add(1), fd: fd, remote: tcpAddr(sa)}
+		// TCP_NODELAY and keepalive come from the listening socket.
+		c := &Conn{id: s.nextID.Add(1), fd: fd, remote: remote}
 		target := s.loops[s.next%uint64(len(s.loops))]
 		s.next++
 		c.loop = target
@@ -629,6 +723,17 @@ func (l *loop) accept() {
 			l.refuse(fd)
 		}
 	}
+}
+
+// refuseLimit turns away a connection over a limit: it writes the
+// refusal as one frame (the error object a client also gets for a refused
+// telemetry request), if the socket takes it at once, closes it, counts
+// it and logs it, at most once a second.
+func (l *loop) refuseLimit(fd int, remote *net.TCPAddr, what string, limit int) {
+	_, _ = unix.Write(fd, l.srv.refusal)
+	unix.Close(fd)
+	l.stats.closed[reasonLimit].Add(1)
+	l.srv.limitLog.warn(l.log, "connection refused: limit reached", "remote", remote.String(), "limit", what, "max", limit)
 }
 
 // backOff stops watching the listener for a while when accept fails for

@@ -1,6 +1,8 @@
 package netpoll
 
 import (
+	"sync"
+
 	"github.com/hydrogen-mq/hydrogen/wire"
 	"golang.org/x/sys/unix"
 )
@@ -9,8 +11,61 @@ import (
 const maxIovecs = 1024
 
 // maxKeptArena bounds the frame bytes a connection keeps allocated between
-// bursts, so idle connections stay small.
-const maxKeptArena = 64 << 10
+// bursts, so that an idle connection stays small whatever it once sent.
+// Larger arenas come from arenaPools and go back there once written.
+const maxKeptArena = 4 << 10
+
+// Arena sizes above maxKeptArena, each with a pool shared by every
+// connection: a burst of replies borrows one and gives it back when
+// written, so a busy connection does not allocate per burst and an idle
+// one holds none. The pools keep boxes (pointers to the slices), which the
+// arena keeps while it borrows one, so that giving one back allocates
+// nothing.
+var arenaSizes = [...]int{16 << 10, 64 << 10, 256 << 10, 1 << 20}
+
+var arenaPools [len(arenaSizes)]sync.Pool
+
+// growArena returns a with room for n more bytes: a itself if it has the
+// room, else a borrowed arena holding a copy of a, a given back.
+func growArena(a []byte, box **[]byte, n int) []byte {
+	need := len(a) + n
+	if need <= cap(a) {
+		return a
+	}
+	if need <= maxKeptArena {
+		return append(make([]byte, 0, maxKeptArena), a...)
+	}
+	for i, size := range arenaSizes {
+		if need <= size {
+			b, ok := arenaPools[i].Get().(*[]byte)
+			if !ok {
+				s := make([]byte, 0, size)
+				b = &s
+			}
+			grown := append((*b)[:0], a...)
+			putArena(*box)
+			*box = b
+			return grown
+		}
+	}
+	// Past the largest size: an ordinary allocation, dropped when written.
+	grown := append(make([]byte, 0, need+need/4), a...)
+	putArena(*box)
+	*box = nil
+	return grown
+}
+
+// putArena gives a borrowed arena back; nil is ignored.
+func putArena(b *[]byte) {
+	if b != nil {
+		for i, size := range arenaSizes {
+			if cap(*b) == size {
+				arenaPools[i].Put(b)
+				return
+			}
+		}
+	}
+}
 
 // seg is one piece of a queue: a shared encoded frame, or (shared == nil)
 // the range [lo, hi) of the queue's own arena of copied frames.
@@ -22,14 +77,16 @@ type seg struct {
 // pending is what senders have queued and the loop has not taken yet.
 // It is guarded by the Conn's mutex.
 type pending struct {
-	arena   []byte // frames copied by Send, back to back
-	start   int    // arena offset where the range not yet in segs begins
+	arena   []byte  // frames copied by Send, back to back
+	box     *[]byte // arena's box when it is borrowed from arenaPools
+	start   int     // arena offset where the range not yet in segs begins
 	segs    []seg
 	frames  uint64 // frames queued, for the sent counters
 	payload uint64 // their payload bytes
 }
 
 func (p *pending) appendFrame(payload []byte) {
+	p.arena = growArena(p.arena, &p.box, wire.FrameSize(len(payload)))
 	p.arena, _ = wire.AppendFrame(p.arena, payload)
 	p.frames++
 	p.payload += uint64(len(payload))
@@ -58,6 +115,7 @@ func (p *pending) empty() bool { return len(p.segs) == 0 && len(p.arena) == p.st
 // own, so neither side ever sees the other's bytes change.
 type outbound struct {
 	arena []byte
+	box   *[]byte // arena's box when it is borrowed from arenaPools
 	segs  []seg
 	head  int // first segment not fully written
 	off   int // bytes of segs[head] already written
@@ -70,6 +128,7 @@ func (o *outbound) empty() bool { return o.head == len(o.segs) }
 func (o *outbound) take(p *pending) (frames, payload uint64) {
 	p.cut()
 	o.arena, p.arena = p.arena, o.arena[:0]
+	o.box, p.box = p.box, o.box
 	o.segs, p.segs = p.segs, o.segs[:0]
 	o.head, o.off = 0, 0
 	p.start = 0
@@ -78,9 +137,11 @@ func (o *outbound) take(p *pending) (frames, payload uint64) {
 	return frames, payload
 }
 
-// iovecs fills iov with the unwritten bytes, at most maxIovecs pieces.
-func (o *outbound) iovecs(iov []unix.Iovec) []unix.Iovec {
+// iovecs fills iov with the unwritten bytes, at most maxIovecs pieces, and
+// returns it with the number of bytes it holds.
+func (o *outbound) iovecs(iov []unix.Iovec) ([]unix.Iovec, int64) {
 	iov = iov[:0]
+	var total int64
 	for i := o.head; i < len(o.segs) && len(iov) < maxIovecs; i++ {
 		b := o.bytes(i)
 		if i == o.head {
@@ -92,8 +153,9 @@ func (o *outbound) iovecs(iov []unix.Iovec) []unix.Iovec {
 		v := unix.Iovec{Base: &b[0]}
 		v.SetLen(len(b))
 		iov = append(iov, v)
+		total += int64(len(b))
 	}
-	return iov
+	return iov, total
 }
 
 func (o *outbound) bytes(i int) []byte {
@@ -129,7 +191,8 @@ func (o *outbound) reset() {
 	o.segs = o.segs[:0]
 	o.head, o.off = 0, 0
 	if cap(o.arena) > maxKeptArena {
-		o.arena = nil
+		putArena(o.box)
+		o.arena, o.box = nil, nil
 	} else {
 		o.arena = o.arena[:0]
 	}

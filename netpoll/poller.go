@@ -54,7 +54,8 @@ type poller struct {
 	epoch      time.Time // clock's zero, with a monotonic reading
 }
 
-func openPoller() (*poller, error) {
+// openPoller opens a poller whose clock counts from epoch.
+func openPoller(epoch time.Time) (*poller, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -64,7 +65,7 @@ func openPoller() (*poller, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("eventfd", err)
 	}
-	p := &poller{fd: fd, wfd: wfd, epoch: time.Now()}
+	p := &poller{fd: fd, wfd: wfd, epoch: epoch}
 	if err := p.control(unix.EPOLL_CTL_ADD, wfd, wakeMarker, unix.EPOLLIN); err != nil {
 		p.close()
 		return nil, err

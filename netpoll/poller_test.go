@@ -11,7 +11,7 @@ import (
 // runtime poller once per wait; with one frame in flight that is once per
 // round trip, so the park must not allocate.
 func TestParkedWaitAllocatesNothing(t *testing.T) {
-	p, err := openPoller()
+	p, err := openPoller(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestParkedWaitAllocatesNothing(t *testing.T) {
 // timed out on (now passed) and with a new one — and not report nothing
 // at once, which would spin the loop without serving its connections.
 func TestWaitAfterDeadline(t *testing.T) {
-	p, err := openPoller()
+	p, err := openPoller(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

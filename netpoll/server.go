@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -34,19 +35,37 @@ type Config struct {
 	Loops          int           // event loops; default runtime.GOMAXPROCS(0)
 	MaxPayload     int           // largest payload accepted from a client; default and maximum 65,535
 	MaxConns       int           // connections open at once; default 0, no limit but the fd limit
-	MaxPending     int           // outbound bytes queued per connection before it is a slow consumer; default 4 MiB
-	WriteTimeout   time.Duration // how long a queue may go undrained before it is a slow consumer; default 10s
-	IdleTimeout    time.Duration // close a connection that sends nothing for this long; default 0, never
+	MaxConnsPerIP  int           // connections open at once from one IP address; default 0, no limit
+	MaxPending     int           // outbound bytes queued per connection (see Overflow); default 4 MiB
+	WriteTimeout   time.Duration // a queue that makes no write progress this long is a slow consumer; default 10s
+	IdleTimeout    time.Duration // close a connection that completes no frame for this long; default 0, never
+	FrameTimeout   time.Duration // a frame begun must be complete within this; default 30s
+	TCPKeepAlive   time.Duration // keepalive probes after this idle, every this, 3 unanswered close; default 30s, negative off
 	ReadBufferSize int           // bytes per read, per loop; default 64 KiB
 	Logger         *slog.Logger  // default slog.Default()
+
+	// MaxMemory bounds the bytes of every connection's outbound queue and
+	// read buffers together (see the package documentation); default
+	// DefaultMaxMemory().
+	MaxMemory int64
+	// Overflow is what happens when a connection's queue passes its share
+	// of MaxPending: OverflowClose (the default) or OverflowThrottle.
+	Overflow Overflow
 }
 
 // Defaults, where they are not obvious from Config's comments.
 const (
 	DefaultMaxPending     = 4 << 20
 	DefaultWriteTimeout   = 10 * time.Second
+	DefaultFrameTimeout   = 30 * time.Second
+	DefaultTCPKeepAlive   = 30 * time.Second
 	DefaultReadBufferSize = 64 << 10
 )
+
+// MinMaxMemory is the smallest memory budget: room for the largest queue
+// of a few connections, so that a budget cannot be set below what one
+// connection may legitimately hold.
+const MinMaxMemory = 16 << 20
 
 func (c *Config) setDefaults() error {
 	if c.Addr == "" {
@@ -64,6 +83,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxConns < 0 {
 		return fmt.Errorf("netpoll: MaxConns %d is negative", c.MaxConns)
 	}
+	if c.MaxConnsPerIP < 0 {
+		return fmt.Errorf("netpoll: MaxConnsPerIP %d is negative", c.MaxConnsPerIP)
+	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = DefaultMaxPending
 	}
@@ -75,6 +97,30 @@ func (c *Config) setDefaults() error {
 	}
 	if c.IdleTimeout < 0 {
 		return fmt.Errorf("netpoll: IdleTimeout %v is negative", c.IdleTimeout)
+	}
+	if c.FrameTimeout < 0 {
+		return fmt.Errorf("netpoll: FrameTimeout %v is negative", c.FrameTimeout)
+	}
+	if c.FrameTimeout == 0 {
+		c.FrameTimeout = DefaultFrameTimeout
+	}
+	if c.TCPKeepAlive == 0 {
+		c.TCPKeepAlive = DefaultTCPKeepAlive
+	}
+	if c.TCPKeepAlive > 0 && c.TCPKeepAlive < time.Second {
+		return fmt.Errorf("netpoll: TCPKeepAlive %v is under a second, the kernel's unit", c.TCPKeepAlive)
+	}
+	if c.MaxMemory < 0 {
+		return fmt.Errorf("netpoll: MaxMemory %d is negative", c.MaxMemory)
+	}
+	if c.MaxMemory == 0 {
+		c.MaxMemory = DefaultMaxMemory()
+	}
+	if c.MaxMemory < MinMaxMemory {
+		return fmt.Errorf("netpoll: MaxMemory %d is under the minimum %d", c.MaxMemory, MinMaxMemory)
+	}
+	if c.Overflow != OverflowClose && c.Overflow != OverflowThrottle {
+		return fmt.Errorf("netpoll: unknown Overflow %d", c.Overflow)
 	}
 	if c.ReadBufferSize <= 0 {
 		c.ReadBufferSize = DefaultReadBufferSize
@@ -90,10 +136,19 @@ type Server struct {
 	cfg   Config
 	addr  net.Addr
 	loops []*loop
+	epoch time.Time // zero of every loop's clock
+	mem   *budget
 
 	nextID atomic.Uint64
 	open   atomic.Int64 // connections accepted and not yet closed, for MaxConns
 	next   uint64       // round-robin cursor, used by loop 0 alone
+
+	refusal  []byte // the frame a connection over a limit gets
+	limitLog logLimit
+	memLog   logLimit
+
+	peerMu sync.Mutex
+	peers  map[netip.Addr]int // open connections by address, with MaxConnsPerIP
 
 	mu       sync.Mutex
 	started  bool
@@ -111,18 +166,24 @@ func Listen(cfg Config, h Handler) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	ln, err := listen(cfg.Addr)
+	ln, err := listen(cfg.Addr, cfg.TCPKeepAlive)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, addr: ln.addr, done: make(chan struct{})}
-	tick := min(cfg.WriteTimeout/8, 250*time.Millisecond)
+	s := &Server{cfg: cfg, addr: ln.addr, done: make(chan struct{}), epoch: time.Now(), mem: newBudget(cfg.MaxMemory)}
+	s.refusal, _ = wire.Encode([]byte(`{"error":"connection limit reached"}`))
+	if cfg.MaxConnsPerIP > 0 {
+		s.peers = map[netip.Addr]int{}
+	}
+	// The tick enforces the time limits; it runs often enough that none is
+	// overshot by more than an eighth.
+	tick := min(cfg.WriteTimeout/8, cfg.FrameTimeout/8, 250*time.Millisecond)
 	if cfg.IdleTimeout > 0 {
 		tick = min(tick, cfg.IdleTimeout/8)
 	}
 	tick = max(tick, time.Millisecond)
 	for i := range cfg.Loops {
-		p, err := openPoller()
+		p, err := openPoller(s.epoch)
 		if err != nil {
 			for _, l := range s.loops {
 				l.p.close()
@@ -137,9 +198,13 @@ func Listen(cfg Config, h Handler) (*Server, error) {
 			handler:      h,
 			log:          cfg.Logger,
 			maxPending:   int64(cfg.MaxPending),
+			stallMark:    int64(cfg.MaxPending) / 4 * 3,
+			resumeMark:   int64(cfg.MaxPending) / 2,
+			overflow:     cfg.Overflow,
 			maxPayload:   cfg.MaxPayload,
 			writeTimeout: int64(cfg.WriteTimeout),
 			idleTimeout:  int64(cfg.IdleTimeout),
+			frameTimeout: int64(cfg.FrameTimeout),
 			tickEvery:    int64(tick),
 			buf:          make([]byte, cfg.ReadBufferSize),
 		})
@@ -243,5 +308,50 @@ func (s *Server) Stats() Stats {
 	for _, l := range s.loops {
 		l.stats.addTo(&st)
 	}
+	st.MemoryUsed = s.mem.used.Load()
+	st.MemoryLimit = s.mem.limit
+	st.MemoryStalls = s.mem.stalls.Load()
+	st.MemoryStalled = s.mem.stalled.Load()
 	return st
+}
+
+// wakeLoops wakes every loop but from, so that each looks at a change of
+// server-wide state (the memory budget's) at once.
+func (s *Server) wakeLoops(from *loop) {
+	for _, l := range s.loops {
+		if l != from {
+			l.p.trigger()
+		}
+	}
+}
+
+// admitPeer counts a new connection from remote's address, unless it is
+// at MaxConnsPerIP. Called by loop 0 as it accepts.
+func (s *Server) admitPeer(remote *net.TCPAddr) bool {
+	if s.peers == nil {
+		return true
+	}
+	ip := remote.AddrPort().Addr().Unmap()
+	s.peerMu.Lock()
+	defer s.peerMu.Unlock()
+	if s.peers[ip] >= s.cfg.MaxConnsPerIP {
+		return false
+	}
+	s.peers[ip]++
+	return true
+}
+
+// forgetPeer undoes admitPeer for a connection that closed.
+func (s *Server) forgetPeer(c *Conn) {
+	if s.peers == nil {
+		return
+	}
+	ip := c.remote.AddrPort().Addr().Unmap()
+	s.peerMu.Lock()
+	if n := s.peers[ip]; n <= 1 {
+		delete(s.peers, ip)
+	} else {
+		s.peers[ip] = n - 1
+	}
+	s.peerMu.Unlock()
 }

@@ -13,16 +13,26 @@ type Stats struct {
 
 	Accepted       uint64 // connections accepted (including ones refused at the limit)
 	Open           int64  // connections open now
-	PausedReads    int64  // connections whose reading is paused now
+	PausedReads    int64  // connections whose reading is paused now by the layer above
 	AcceptBackoffs uint64 // times accept backed off for lack of file descriptors
+
+	// Flow control and the memory budget.
+	ProducerStalls uint64 // times a connection's reading stalled because a queue it fed passed 3/4 of MaxPending
+	StalledReads   int64  // connections whose reading is stalled so now
+	MemoryUsed     int64  // bytes counted against Config.MaxMemory now
+	MemoryLimit    int64  // Config.MaxMemory
+	MemoryStalls   uint64 // times the memory budget stalled every producer
+	MemoryStalled  bool   // the memory budget stalls every producer now
 
 	// Closed connections by reason.
 	ClosedPeer     uint64 // ErrPeerClosed
 	ClosedReset    uint64 // ErrReset
 	ClosedProtocol uint64 // ErrProtocol: protocol errors
-	ClosedSlow     uint64 // ErrSlowConsumer: slow consumers
+	ClosedSlow     uint64 // ErrSlowConsumer: slow consumers (those of the memory budget are ClosedMemory)
+	ClosedMemory   uint64 // ErrMemoryLimit: closed by the memory budget
 	ClosedIdle     uint64 // ErrIdle
-	ClosedLimit    uint64 // ErrLimit
+	ClosedFrame    uint64 // ErrFrameTimeout
+	ClosedLimit    uint64 // ErrLimit: refused at MaxConns or MaxConnsPerIP
 	ClosedShutdown uint64 // ErrShutdown
 	ClosedLocal    uint64 // closed by the layer above with its own reason
 }
@@ -31,8 +41,8 @@ type Stats struct {
 // (so the atomics are uncontended) and read by Stats from any goroutine.
 type counters struct {
 	bytesRecv, msgRecv, bytesSent, msgSent atomic.Uint64
-	accepted, acceptBackoffs               atomic.Uint64
-	open, paused                           atomic.Int64
+	accepted, acceptBackoffs, stalls       atomic.Uint64
+	open, paused, stalled                  atomic.Int64
 	closed                                 [numReasons]atomic.Uint64
 	_                                      [64]byte // keep loops' counters off each other's cache lines
 }
@@ -44,7 +54,9 @@ const (
 	reasonReset
 	reasonProtocol
 	reasonSlow
+	reasonMemory
 	reasonIdle
+	reasonFrame
 	reasonLimit
 	reasonShutdown
 	reasonLocal
@@ -60,11 +72,15 @@ func (c *counters) addTo(s *Stats) {
 	s.AcceptBackoffs += c.acceptBackoffs.Load()
 	s.Open += c.open.Load()
 	s.PausedReads += c.paused.Load()
+	s.ProducerStalls += c.stalls.Load()
+	s.StalledReads += c.stalled.Load()
 	s.ClosedPeer += c.closed[reasonPeer].Load()
 	s.ClosedReset += c.closed[reasonReset].Load()
 	s.ClosedProtocol += c.closed[reasonProtocol].Load()
 	s.ClosedSlow += c.closed[reasonSlow].Load()
+	s.ClosedMemory += c.closed[reasonMemory].Load()
 	s.ClosedIdle += c.closed[reasonIdle].Load()
+	s.ClosedFrame += c.closed[reasonFrame].Load()
 	s.ClosedLimit += c.closed[reasonLimit].Load()
 	s.ClosedShutdown += c.closed[reasonShutdown].Load()
 	s.ClosedLocal += c.closed[reasonLocal].Load()
