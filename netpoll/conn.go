@@ -42,8 +42,8 @@ type Conn struct {
 	blockedSince int64  // loop clock since when the queue has waited for EPOLLOUT without progress; 0 if not waiting
 	stallUntil   int64  // loop clock when a stall under OverflowClose ends
 	readClosedAt int64
-	outq         int // the kernel's send queue when blockedSince was set
-	carry        int // bytes of the decoder's carry buffer counted in the budget
+	acked        uint64 // bytes the peer had acknowledged when blockedSince was set
+	carry        int    // bytes of the decoder's carry buffer counted in the budget
 	dec          wire.Decoder
 	out          outbound // bytes being written
 
@@ -271,14 +271,15 @@ func (c *Conn) batchReleased() {
 	}
 }
 
-// sendQueue reports the bytes in a socket's send queue (SIOCOUTQ): sent
-// and not yet acknowledged, or not yet sent. -1 when it cannot be read.
-func sendQueue(fd int) int {
-	n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+// ackedBytes reports the bytes the peer has acknowledged on a socket
+// (TCP_INFO's tcpi_bytes_acked): it grows whenever the peer reads what
+// the kernel holds for it. 0 when it cannot be read.
+func ackedBytes(fd int) uint64 {
+	ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err != nil {
-		return -1
+		return 0
 	}
-	return n
+	return ti.Bytes_acked
 }
 
 // socketError fetches the pending error of a socket that reported

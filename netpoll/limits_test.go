@@ -251,13 +251,19 @@ func expectRefusal(t testing.TB, c net.Conn) {
 // not an empty queue: a reader slower than its queue fills, but reading,
 // is never closed for it.
 func TestWriteTimeoutCountsProgress(t *testing.T) {
-	const writeTimeout = 200 * time.Millisecond
+	const writeTimeout = time.Second
 	h := newHandler(t, replyNone)
 	s := startServer(t, Config{MaxPending: 64 << 20, WriteTimeout: writeTimeout}, h)
 	cl := dialSlow(t, s.Addr())
-	c := h.nextOpened(t).c
+	o := h.nextOpened(t)
+	// A small send buffer keeps the queue in the server's hands rather
+	// than the kernel's.
+	if err := unix.SetsockoptInt(o.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096); err != nil {
+		t.Fatal(err)
+	}
+	c := o.c
 	payload := make([]byte, 60000)
-	const n = 200 // 12 MB: many write timeouts' worth at the reader's pace
+	const n = 70 // 4 MB: four write timeouts' worth at the reader's pace
 	go func() {
 		for range n {
 			if c.Send(payload) != nil {

@@ -380,13 +380,14 @@ func (l *loop) write(c *Conn, onlyOpen bool) {
 		}
 	}
 	// The write timeout counts from the last progress: a reader that is
-	// slow but reads is not stuck. What the kernel holds counts too (see
-	// tick), so its send queue is noted when the clock restarts.
+	// slow but reads is not stuck. What the kernel sends for us counts too
+	// (see tick), so the peer's acknowledged bytes are noted when the clock
+	// restarts.
 	if c.out.empty() {
 		c.blockedSince = 0
 	} else if progress || c.blockedSince == 0 {
 		c.blockedSince = l.now
-		c.outq = sendQueue(c.fd)
+		c.acked = ackedBytes(c.fd)
 	}
 	l.updateMask(c)
 	l.maybeFinish(c)
@@ -631,10 +632,10 @@ func (l *loop) tick() {
 			// The kernel reports a full socket writable again only once a
 			// third of its send buffer (megabytes, with autotuning) is
 			// free: a peer that reads slowly can take longer than the
-			// timeout to get there. If the kernel's send queue has moved,
-			// the peer is reading.
-			if q := sendQueue(c.fd); q != c.outq {
-				c.outq = q
+			// timeout to get there. If the peer has acknowledged more
+			// bytes since, it is reading.
+			if a := ackedBytes(c.fd); a != c.acked {
+				c.acked = a
 				c.blockedSince = l.now
 			}
 		}

@@ -496,6 +496,9 @@ func TestDecoderBuffered(t *testing.T) {
 // The package promises that a Decoder in steady state allocates nothing:
 // the broker decodes every byte of every connection through one.
 func TestDecoderAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector drops pooled carry buffers at random; scripts/test runs this without it")
+	}
 	s := frames(fill('x', 64), fill('y', 1000), nil, fill('z', 64))
 	d := wire.NewDecoder(wire.MaxPayload)
 	run := func() {
