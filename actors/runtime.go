@@ -41,7 +41,9 @@ const (
 
 // Limits on telemetry requests waiting for their span, so that a flood
 // costs bounded memory and work: beyond them a request is answered at once
-// with an error.
+// with an error. A stream may hold up to maxTelemetryPerStream while the
+// broker's places are free, fewer as they fill (see telemetryShare), so
+// that a handful of streams cannot hold them all.
 const (
 	maxTelemetryPerStream = 64
 	maxTelemetryTotal     = 16384
@@ -228,9 +230,10 @@ func (r *Runtime) Stats() Stats {
 // OnOpen implements netpoll.Handler: it registers the stream and spawns
 // its connection actor.
 func (r *Runtime) OnOpen(c *netpoll.Conn) {
-	s := &Stream{conn: c, list: r.streams, rt: r, appPID: r.sharedPID}
+	s := &Stream{conn: c, rt: r, appPID: r.sharedPID}
+	r.streams.setView(s)
 	c.SetValue(s)
-	r.streams.add(s, int(c.ID()))
+	r.streams.set.add(s, int(c.ID()))
 	if r.connProps == nil {
 		c.Close(errors.New("actors: no application started"))
 		return
@@ -268,7 +271,7 @@ func (r *Runtime) OnFrames(c *netpoll.Conn, b *netpoll.Batch) {
 // and stops.
 func (r *Runtime) OnClose(c *netpoll.Conn, err error) {
 	s := c.Value().(*Stream)
-	r.streams.remove(s)
+	r.streams.set.remove(s)
 	if s.connPID != nil {
 		r.system.Root.Send(s.connPID, &closed{reason: err})
 	}

@@ -13,7 +13,8 @@ import (
 // Stream is one connected client. Its methods are safe for concurrent use.
 type Stream struct {
 	conn *netpoll.Conn
-	list *StreamList
+	list *StreamList // &view
+	view StreamList  // this stream's view of every stream: it publishes as this stream
 	rt   *Runtime
 
 	connPID *actor.PID // the connection actor
@@ -39,7 +40,11 @@ func (s *Stream) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 // netpoll.ErrClosed once the stream closed, and with
 // netpoll.ErrSlowConsumer (closing the stream) when the stream's outbound
 // queue is over its bound.
-func (s *Stream) Send(payload []byte) error { return s.conn.Send(payload) }
+//
+// For flow control the stream is its own producer: when what is sent to
+// it piles up past 3/4 of its bound, its own reading stalls (a client
+// that does not read its replies is not read either).
+func (s *Stream) Send(payload []byte) error { return s.conn.SendFrom(s.conn, payload) }
 
 // Close closes the stream; what is queued gets one attempt at being
 // written first. Application actors then receive Closed with the reason
@@ -85,11 +90,23 @@ func (s *Stream) framesIn(n int) {
 // directly, without a message to any actor. Its methods are safe for
 // concurrent use.
 //
-// Streams are kept in shards (as many as event loops, by stream ID), so
-// that opening and closing a stream contends only with broadcasts passing
-// its own shard, and a broadcast holds each shard's read lock only while
-// it appends to that shard's queues.
+// The list an application actor gets with a stream's messages (Connected,
+// Received, Closed) is that stream's view of every stream: its broadcasts
+// are made on that stream's behalf, so that when a receiver cannot keep
+// up, the stream that feeds it is the one whose reading stalls (see
+// broker.Config.Overflow). The broker's own list publishes on nobody's
+// behalf.
 type StreamList struct {
+	set  *streamSet
+	from *Stream // the producer of what this view broadcasts; nil for none
+}
+
+// streamSet holds the open streams. They are kept in shards (as many as
+// event loops, by stream ID), so that opening and closing a stream
+// contends only with broadcasts passing its own shard, and a broadcast
+// holds each shard's read lock only while it appends to that shard's
+// queues.
+type streamSet struct {
 	shards []streamShard
 	n      atomic.Int64
 
@@ -105,10 +122,17 @@ type streamShard struct {
 }
 
 func newStreamList(shards int) *StreamList {
-	return &StreamList{shards: make([]streamShard, max(shards, 1))}
+	return &StreamList{set: &streamSet{shards: make([]streamShard, max(shards, 1))}}
 }
 
-func (l *StreamList) add(s *Stream, shard int) {
+// setView makes s.list s's view of the list: what it broadcasts, it
+// produces.
+func (l *StreamList) setView(s *Stream) {
+	s.view = StreamList{set: l.set, from: s}
+	s.list = &s.view
+}
+
+func (l *streamSet) add(s *Stream, shard int) {
 	s.shard = shard % len(l.shards)
 	sh := &l.shards[s.shard]
 	sh.mu.Lock()
@@ -118,7 +142,7 @@ func (l *StreamList) add(s *Stream, shard int) {
 	l.n.Add(1)
 }
 
-func (l *StreamList) remove(s *Stream) {
+func (l *streamSet) remove(s *Stream) {
 	sh := &l.shards[s.shard]
 	sh.mu.Lock()
 	last := len(sh.streams) - 1
@@ -138,7 +162,7 @@ func (l *StreamList) remove(s *Stream) {
 }
 
 // Len is the number of open streams.
-func (l *StreamList) Len() int { return int(l.n.Load()) }
+func (l *StreamList) Len() int { return int(l.set.n.Load()) }
 
 // Broadcast sends payload to every open stream and returns how many
 // streams it was queued for. Streams that have closed, or that are closed
@@ -154,8 +178,8 @@ func (l *StreamList) BroadcastExcept(except *Stream, payload []byte) (int, error
 	if err != nil {
 		return 0, err
 	}
-	if l.remote != nil {
-		l.remote(except, payload)
+	if l.set.remote != nil {
+		l.set.remote(except, payload)
 	}
 	return l.SendFrameExcept(except, frame), nil
 }
@@ -168,19 +192,23 @@ func (l *StreamList) BroadcastExcept(except *Stream, payload []byte) (int, error
 // and must not block. Call it before the first broadcast: it is read
 // without synchronisation.
 func (l *StreamList) SetRemote(publish func(from *Stream, payload []byte)) {
-	l.remote = publish
+	l.set.remote = publish
 }
 
 // SendFrameExcept queues an encoded frame (wire.Encode) to every open
 // stream but except, sharing its bytes, and returns how many streams it
 // was queued for. The frame must not be modified afterwards.
 func (l *StreamList) SendFrameExcept(except *Stream, frame []byte) int {
+	var producer *netpoll.Conn
+	if l.from != nil {
+		producer = l.from.conn
+	}
 	sent := 0
-	for i := range l.shards {
-		sh := &l.shards[i]
+	for i := range l.set.shards {
+		sh := &l.set.shards[i]
 		sh.mu.RLock()
 		for _, s := range sh.streams {
-			if s != except && s.conn.SendFrame(frame) == nil {
+			if s != except && s.conn.SendFrameFrom(producer, frame) == nil {
 				sent++
 			}
 		}
@@ -193,8 +221,8 @@ func (l *StreamList) SendFrameExcept(except *Stream, frame []byte) int {
 // under a shard's read lock: it may Send to and Close streams, but must
 // not block.
 func (l *StreamList) Each(fn func(*Stream) bool) {
-	for i := range l.shards {
-		sh := &l.shards[i]
+	for i := range l.set.shards {
+		sh := &l.set.shards[i]
 		sh.mu.RLock()
 		for _, s := range sh.streams {
 			if !fn(s) {

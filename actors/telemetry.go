@@ -40,7 +40,7 @@ func (r *Runtime) telemetryRequest(ctx actor.Context, s *Stream, payload []byte)
 		_ = s.Send(telemetry.ErrorReply(err.Error()))
 		return
 	}
-	if s.telem.Add(1) > maxTelemetryPerStream {
+	if s.telem.Add(1) > telemetryShare(r.telemWait.Load()) {
 		s.telem.Add(-1)
 		_ = s.Send(telemetry.ErrorReply("too many telemetry requests waiting on this connection"))
 		return
@@ -51,7 +51,21 @@ func (r *Runtime) telemetryRequest(ctx actor.Context, s *Stream, payload []byte)
 		_ = s.Send(telemetry.ErrorReply("too many telemetry requests waiting on this broker"))
 		return
 	}
+	// The reply is owed: a client that half-closes after asking still
+	// gets it once the span has passed, then the close.
+	s.conn.Owe()
 	ctx.Send(r.telemPID, &telemetryRequest{stream: s, span: span, at: time.Now()})
+}
+
+// telemetryShare is how many requests one stream may have waiting when
+// waiting are waiting on the broker in all: maxTelemetryPerStream while
+// the places are free, shrinking in proportion as they fill, and never
+// below one. k streams asking without end so hold about
+// 64·k·C/(C+64·k) of the C places and leave the rest to others — 256
+// such streams half of them, instead of all.
+func telemetryShare(waiting int64) int32 {
+	free := max(maxTelemetryTotal-waiting, 0)
+	return int32(max(maxTelemetryPerStream*free/maxTelemetryTotal, 1))
 }
 
 // waiting is a request whose span has not passed yet, with the CPU sample
@@ -125,6 +139,7 @@ func (a *telemetryActor) forget(s *Stream) {
 		if w.stream == s {
 			a.rt.telemWait.Add(-1)
 			s.telem.Add(-1)
+			s.conn.Settle()
 			continue
 		}
 		kept = append(kept, w)
@@ -139,6 +154,7 @@ func (a *telemetryActor) fail(s *Stream, err error) {
 	s.telem.Add(-1)
 	a.rt.log.Error("telemetry sample", "err", err)
 	_ = s.Send(telemetry.ErrorReply("reading the machine's counters failed: " + err.Error()))
+	s.conn.Settle()
 }
 
 // arm sets the timer for the earliest due request, if it is not set for
@@ -185,6 +201,7 @@ func (a *telemetryActor) answerDue() {
 		w.stream.telem.Add(-1)
 		if memErr != nil {
 			_ = w.stream.Send(telemetry.ErrorReply("reading the machine's memory failed: " + memErr.Error()))
+			w.stream.conn.Settle()
 			continue
 		}
 		if frame == nil || w.before.Seq != lastBefore.Seq {
@@ -197,11 +214,13 @@ func (a *telemetryActor) answerDue() {
 			if err != nil {
 				a.rt.log.Error("encoding a telemetry reply", "err", err)
 				frame = nil
+				w.stream.conn.Settle()
 				continue
 			}
 			lastBefore = w.before
 		}
 		_ = w.stream.conn.SendFrame(frame)
+		w.stream.conn.Settle()
 	}
 }
 

@@ -54,14 +54,37 @@ type Config struct {
 	// connection.
 	MaxPayload int
 	// MaxConns caps open connections; default 0, no cap but the process's
-	// file descriptor limit. Connections past it are closed on accept.
+	// file descriptor limit. A connection past it gets one error frame
+	// ({"error":"connection limit reached"}) and is closed.
 	MaxConns int
-	// MaxPending bounds the outbound bytes queued for one stream; a stream
-	// past it is closed as a slow consumer. Default 4 MiB.
+	// MaxConnsPerIP caps the connections open at once from one IP
+	// address, refused as at MaxConns; default 0, no cap.
+	MaxConnsPerIP int
+	// MaxPending bounds the outbound bytes queued for one stream. A send
+	// that takes a stream's queue past 3/4 of it stalls the stream that
+	// caused it (see Overflow); under OverflowClose a stream whose queue
+	// would pass it is closed as a slow consumer. Default 4 MiB.
 	MaxPending int
 	// WriteTimeout closes a stream as a slow consumer when its outbound
-	// queue has not drained for this long; default 10s.
+	// queue has made no write progress for this long; default 10s.
 	WriteTimeout time.Duration
+	// Overflow is what happens when a stream cannot read as fast as it is
+	// sent to: OverflowClose (the default) stalls its producers briefly
+	// and then closes it; OverflowThrottle stalls its producers for as
+	// long as it keeps reading, losing nothing.
+	Overflow Overflow
+	// MaxMemory bounds the bytes queued for every stream plus the read
+	// buffers, for the whole broker (see docs/PROTOCOL.md and the
+	// README's Limits section). Default DefaultMaxMemory(): a quarter of
+	// the machine's or the cgroup's memory, at most 4 GiB.
+	MaxMemory int64
+	// FrameTimeout closes a stream that began a frame and has not
+	// completed it within this long; default 30s.
+	FrameTimeout time.Duration
+	// TCPKeepAlive turns on TCP keepalive for every connection: probes
+	// after this long idle, every this long, and 3 unanswered close it.
+	// Default 30s; negative turns it off.
+	TCPKeepAlive time.Duration
 	// MaxInbound bounds the frames of one stream handed to actors and not
 	// yet handled; past it, reading that stream pauses until half have
 	// been handled, so TCP pushes back on the sender. Default 1024.
@@ -69,7 +92,7 @@ type Config struct {
 	// MaxSpan is the longest telemetry span a 0x0D request may ask for;
 	// default 60s.
 	MaxSpan time.Duration
-	// IdleTimeout closes a stream that sends nothing for this long;
+	// IdleTimeout closes a stream that completes no frame for this long;
 	// default 0, never.
 	IdleTimeout time.Duration
 	// DrainTimeout bounds a graceful shutdown started by cancelling
@@ -94,6 +117,25 @@ const (
 	DefaultAddr         = "0.0.0.0:1337"
 	DefaultDrainTimeout = 10 * time.Second
 )
+
+// Overflow is the policy for a stream that cannot read as fast as it is
+// sent to (Config.Overflow).
+type Overflow = netpoll.Overflow
+
+// The overflow policies.
+const (
+	// OverflowClose stalls the producer that fills a stream's queue past
+	// 3/4 of MaxPending for 2 to 5 ms per read, and closes a stream whose
+	// queue would pass MaxPending as a slow consumer.
+	OverflowClose = netpoll.OverflowClose
+	// OverflowThrottle stalls the producer for as long as the queue stays
+	// full: lossless for every stream that keeps reading; a stream is
+	// closed only when it makes no write progress for WriteTimeout.
+	OverflowThrottle = netpoll.OverflowThrottle
+)
+
+// DefaultMaxMemory is the memory budget when Config.MaxMemory is 0.
+func DefaultMaxMemory() int64 { return netpoll.DefaultMaxMemory() }
 
 // Broker is a hydrogen broker: the event loops that carry frames and the
 // actors that handle them.
@@ -158,14 +200,19 @@ func New(cfg Config) (*Broker, error) {
 		}
 	}
 	srv, err := netpoll.Listen(netpoll.Config{
-		Addr:         cfg.Addr,
-		Loops:        cfg.Loops,
-		MaxPayload:   cfg.MaxPayload,
-		MaxConns:     cfg.MaxConns,
-		MaxPending:   cfg.MaxPending,
-		WriteTimeout: cfg.WriteTimeout,
-		IdleTimeout:  cfg.IdleTimeout,
-		Logger:       cfg.Logger,
+		Addr:          cfg.Addr,
+		Loops:         cfg.Loops,
+		MaxPayload:    cfg.MaxPayload,
+		MaxConns:      cfg.MaxConns,
+		MaxConnsPerIP: cfg.MaxConnsPerIP,
+		MaxPending:    cfg.MaxPending,
+		WriteTimeout:  cfg.WriteTimeout,
+		IdleTimeout:   cfg.IdleTimeout,
+		FrameTimeout:  cfg.FrameTimeout,
+		TCPKeepAlive:  cfg.TCPKeepAlive,
+		MaxMemory:     cfg.MaxMemory,
+		Overflow:      cfg.Overflow,
+		Logger:        cfg.Logger,
 	}, rt)
 	if err != nil {
 		lctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
@@ -440,6 +487,16 @@ func (b *Broker) ioCounters() telemetry.Counters {
 		ProtocolErrors: s.ClosedProtocol,
 		ClosedIdle:     s.ClosedIdle,
 		ClosedLimit:    s.ClosedLimit,
+		ClosedMemory:   s.ClosedMemory,
+		ClosedFrame:    s.ClosedFrame,
 		PausedReads:    s.PausedReads,
+		ProducerStalls: s.ProducerStalls,
+		StalledReads:   s.StalledReads,
+		Memory: telemetry.Memory{
+			Used:    s.MemoryUsed,
+			Limit:   s.MemoryLimit,
+			Stalls:  s.MemoryStalls,
+			Stalled: s.MemoryStalled,
+		},
 	}
 }

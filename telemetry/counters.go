@@ -18,8 +18,23 @@ type Counters struct {
 	SlowConsumers     uint64 // connections closed for not reading their outbound queue
 	ProtocolErrors    uint64 // connections closed for a framing error
 	ClosedIdle        uint64 // connections closed for idleness
-	ClosedLimit       uint64 // connections refused at the connection limit
+	ClosedLimit       uint64 // connections refused at a connection limit (in all, or per address)
+	ClosedMemory      uint64 // connections closed by the memory budget
+	ClosedFrame       uint64 // connections closed for not completing a frame in time
 	PausedReads       int64  // connections whose reading is paused now (inbound backpressure)
+	ProducerStalls    uint64 // times a connection's reading stalled because a queue it fed filled
+	StalledReads      int64  // connections whose reading is stalled so now
 	TelemetryRequests uint64 // 0x0D requests received, refused ones included
 	HandlerPanics     uint64 // panics recovered in application actors
+
+	Memory Memory // the memory budget
+}
+
+// Memory is the broker's memory budget: the bytes queued for clients plus
+// the read buffers, against their bound.
+type Memory struct {
+	Used    int64  `json:"used_bytes"`  // counted now
+	Limit   int64  `json:"limit_bytes"` // the budget (--max-memory)
+	Stalls  uint64 `json:"stalls"`      // times every producer was stalled for it
+	Stalled bool   `json:"stalled"`     // every producer is stalled for it now
 }

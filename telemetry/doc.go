@@ -1,6 +1,6 @@
 // Package telemetry owns what the broker reports about itself: the snapshot
 // of its counters, the machine's CPU and memory read from /proc, and the
-// reply document to a telemetry request (shared/SPEC.md §2, docs/PROTOCOL.md).
+// reply document to a telemetry request (docs/PROTOCOL.md §2).
 // It imports no other package of the project.
 //
 // The pieces, in the order a reply is made:

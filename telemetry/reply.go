@@ -12,8 +12,8 @@ import (
 
 // Reply is the JSON document answering a telemetry request. The field
 // order is the encoding's order: the contract's required fields come
-// first, exactly as shared/SPEC.md §2 names and types them, and the extra
-// fields follow.
+// first, exactly as docs/PROTOCOL.md §2 names and types them, and the
+// extra fields follow.
 type Reply struct {
 	UpTime     uint64    `json:"up_time"`     // whole seconds since the broker started
 	BytesRecv  uint64    `json:"bytes_recv"`  // payload bytes received
@@ -30,9 +30,14 @@ type Reply struct {
 	ProtocolErrors      uint64  `json:"protocol_errors"`
 	ClosedIdle          uint64  `json:"closed_idle"`
 	ClosedLimit         uint64  `json:"closed_limit"`
+	ClosedMemory        uint64  `json:"closed_memory"`
+	ClosedFrameTimeout  uint64  `json:"closed_frame_timeout"`
 	PausedReads         int64   `json:"paused_reads"`
+	ProducerStalls      uint64  `json:"producer_stalls"`
+	StalledReads        int64   `json:"stalled_reads"`
 	TelemetryRequests   uint64  `json:"telemetry_requests"`
 	HandlerPanics       uint64  `json:"handler_panics"`
+	Memory              Memory  `json:"memory"`
 
 	// Cluster describes the cluster this broker belongs to; nil, and left
 	// out of the JSON, when it runs alone.
@@ -119,9 +124,14 @@ func BuildReply(start, now time.Time, c Counters, before, after CPUSample, mem M
 		ProtocolErrors:      c.ProtocolErrors,
 		ClosedIdle:          c.ClosedIdle,
 		ClosedLimit:         c.ClosedLimit,
+		ClosedMemory:        c.ClosedMemory,
+		ClosedFrameTimeout:  c.ClosedFrame,
 		PausedReads:         c.PausedReads,
+		ProducerStalls:      c.ProducerStalls,
+		StalledReads:        c.StalledReads,
 		TelemetryRequests:   c.TelemetryRequests,
 		HandlerPanics:       c.HandlerPanics,
+		Memory:              c.Memory,
 	}
 }
 

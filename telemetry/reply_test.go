@@ -219,7 +219,9 @@ func TestReplyGolden(t *testing.T) {
 	c := Counters{
 		BytesRecv: 1000, BytesSent: 2000, MsgRecv: 10, MsgSent: 20, NumClients: 3,
 		Accepted: 5, SlowConsumers: 1, ProtocolErrors: 2, ClosedIdle: 3, ClosedLimit: 4,
-		PausedReads: 1, TelemetryRequests: 6, HandlerPanics: 7,
+		ClosedMemory: 8, ClosedFrame: 9, PausedReads: 1, ProducerStalls: 10, StalledReads: 11,
+		TelemetryRequests: 6, HandlerPanics: 7,
+		Memory: Memory{Used: 12 << 20, Limit: 4 << 30, Stalls: 13, Stalled: true},
 	}
 	mem := MemInfo{Total: 16 << 30, Available: 12 << 30, RSS: 20 << 20}
 	r := BuildReply(start, now, c, before, after, mem)
