@@ -337,7 +337,7 @@ func TestStats(t *testing.T) {
 		return doc["msg_recv"] == json.Number(fmt.Sprint(frames+1)) && doc["msg_sent"] == json.Number(fmt.Sprint(frames+1))
 	})
 
-	// Fields and types, as the contract (shared/SPEC.md §2) gives them.
+	// Fields and types, as the contract (docs/PROTOCOL.md §2) gives them.
 	want := map[string]uint64{
 		"msg_recv":             frames + 1,
 		"msg_sent":             frames + 1,

@@ -38,11 +38,16 @@ var hydrogenMetrics = map[string]dto.MetricType{
 	"hydrogen_handler_panics_total":       dto.MetricType_COUNTER,
 	"hydrogen_handler_restarts_total":     dto.MetricType_COUNTER,
 	"hydrogen_uptime_seconds":             dto.MetricType_GAUGE,
+	"hydrogen_producer_stalls_total":      dto.MetricType_COUNTER,
+	"hydrogen_connections_read_stalled":   dto.MetricType_GAUGE,
+	"hydrogen_memory_used_bytes":          dto.MetricType_GAUGE,
+	"hydrogen_memory_limit_bytes":         dto.MetricType_GAUGE,
+	"hydrogen_memory_stalls_total":        dto.MetricType_COUNTER,
 }
 
 // closeReasons are the values of hydrogen_connections_closed_total's
 // reason label.
-var closeReasons = []string{"peer", "reset", "protocol_error", "slow_consumer", "limit", "idle", "shutdown", "local"}
+var closeReasons = []string{"peer", "reset", "protocol_error", "slow_consumer", "memory", "limit", "idle", "frame_timeout", "shutdown", "local"}
 
 // scrapeErr GETs /metrics and parses the text exposition.
 func scrapeErr(hc *http.Client, base string) ([]byte, map[string]*dto.MetricFamily, error) {

@@ -22,36 +22,47 @@ import (
 )
 
 type serveFlags struct {
-	addr         string
-	app          string
-	loops        int
-	maxConns     int
-	maxPayload   int
-	maxPending   byteSize
-	maxInbound   int
-	maxSpan      time.Duration
-	idleTimeout  time.Duration
-	writeTimeout time.Duration
-	drainTimeout time.Duration
-	logLevel     string
-	logFormat    string
-	httpAddr     string
-	cluster      clusterFlags
+	addr          string
+	app           string
+	loops         int
+	maxConns      int
+	maxConnsPerIP int
+	maxPayload    int
+	maxPending    byteSize
+	maxMemory     byteSize
+	overflow      string
+	maxInbound    int
+	maxSpan       time.Duration
+	idleTimeout   time.Duration
+	frameTimeout  time.Duration
+	tcpKeepAlive  time.Duration
+	writeTimeout  time.Duration
+	drainTimeout  time.Duration
+	logLevel      string
+	logFormat     string
+	httpAddr      string
+	cluster       clusterFlags
 }
 
 func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f.maxPending = byteSize(netpoll.DefaultMaxPending)
+	f.maxMemory = byteSize(broker.DefaultMaxMemory())
 	fs.StringVar(&f.addr, "addr", broker.DefaultAddr, "TCP `address` to listen on; [::]:PORT for IPv6 and IPv4")
 	fs.StringVar(&f.app, "app", "broadcast", "built-in application: echo (reply to the sender) or broadcast (send to every other stream)")
 	fs.IntVar(&f.loops, "loops", runtime.GOMAXPROCS(0), "epoll event loops")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "maximum open connections; 0 means no limit but RLIMIT_NOFILE")
+	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "maximum open connections from one IP address; 0 means no limit")
 	fs.IntVar(&f.maxPayload, "max-payload", 65535, "largest frame payload a client may send, in bytes (5-65535; a telemetry request is 5)")
-	fs.Var(&f.maxPending, "max-pending", "outbound `bytes` queued per stream before it is closed as a slow consumer (e.g. 4MiB)")
+	fs.Var(&f.maxPending, "max-pending", "outbound `bytes` queued per stream: past 3/4 its producers stall, past it (--overflow close) it is a slow consumer (e.g. 4MiB)")
+	fs.Var(&f.maxMemory, "max-memory", "`bytes` of outbound queues and read buffers for the whole broker (by default a quarter of the machine's memory, at most 4GiB); past 3/4 producers stall, then the largest holders are closed")
+	fs.StringVar(&f.overflow, "overflow", "close", "when a stream cannot read as fast as it is sent to: close (stall its producers briefly, then close it) or throttle (stall them while it reads; lossless)")
 	fs.IntVar(&f.maxInbound, "max-inbound", 1024, "frames per stream waiting for the application before reading it pauses")
 	fs.DurationVar(&f.maxSpan, "max-span", 60*time.Second, "longest telemetry span a 0x0D request may ask for")
-	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close a stream that sends nothing for this long; 0 means never")
-	fs.DurationVar(&f.writeTimeout, "write-timeout", netpoll.DefaultWriteTimeout, "close a stream as a slow consumer when its outbound queue has not drained for this long")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close a stream that completes no frame for this long; 0 means never")
+	fs.DurationVar(&f.frameTimeout, "frame-timeout", netpoll.DefaultFrameTimeout, "close a stream that began a frame and has not completed it within this long")
+	fs.DurationVar(&f.tcpKeepAlive, "tcp-keepalive", netpoll.DefaultTCPKeepAlive, "TCP keepalive: probe a connection idle this long, every this long; 3 unanswered close it; 0 turns it off")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", netpoll.DefaultWriteTimeout, "close a stream as a slow consumer when its outbound queue has made no write progress for this long")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", broker.DefaultDrainTimeout, "how long a graceful shutdown may take to flush queued frames")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -123,6 +134,8 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		return usageError(stderr, "serve", "--loops %d: want at least 1", f.loops)
 	case f.maxConns < 0:
 		return usageError(stderr, "serve", "--max-conns %d: want 0 or more", f.maxConns)
+	case f.maxConnsPerIP < 0:
+		return usageError(stderr, "serve", "--max-conns-per-ip %d: want 0 or more", f.maxConnsPerIP)
 	case f.maxPayload < wire.TelemetryRequestSize || f.maxPayload > wire.MaxPayload:
 		return usageError(stderr, "serve", "--max-payload %d: want %d (a telemetry request) to %d", f.maxPayload, wire.TelemetryRequestSize, wire.MaxPayload)
 	case f.maxInbound < 1:
@@ -131,12 +144,26 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		return usageError(stderr, "serve", "--max-span %v: want a positive duration", f.maxSpan)
 	case f.idleTimeout < 0:
 		return usageError(stderr, "serve", "--idle-timeout %v: want 0 or a positive duration", f.idleTimeout)
+	case f.frameTimeout <= 0:
+		return usageError(stderr, "serve", "--frame-timeout %v: want a positive duration", f.frameTimeout)
+	case f.tcpKeepAlive < 0 || (f.tcpKeepAlive > 0 && f.tcpKeepAlive < time.Second):
+		return usageError(stderr, "serve", "--tcp-keepalive %v: want 0 (off) or at least 1s", f.tcpKeepAlive)
 	case f.writeTimeout <= 0:
 		return usageError(stderr, "serve", "--write-timeout %v: want a positive duration", f.writeTimeout)
 	case f.drainTimeout <= 0:
 		return usageError(stderr, "serve", "--drain-timeout %v: want a positive duration", f.drainTimeout)
 	case int(f.maxPending) < 65539:
 		return usageError(stderr, "serve", "--max-pending %v: want at least one largest frame, 65539 bytes", f.maxPending)
+	case int64(f.maxMemory) < netpoll.MinMaxMemory:
+		return usageError(stderr, "serve", "--max-memory %v: want at least %v", f.maxMemory, byteSizeOf(netpoll.MinMaxMemory))
+	}
+	overflow, err := netpoll.ParseOverflow(f.overflow)
+	if err != nil {
+		return usageError(stderr, "serve", "--overflow %q: want close or throttle", f.overflow)
+	}
+	keepAlive := f.tcpKeepAlive
+	if keepAlive == 0 {
+		keepAlive = -1 // off; broker.Config's zero is the default
 	}
 	if err := checkAddr("--addr", f.addr, "0.0.0.0:1337"); err != nil {
 		return usageError(stderr, "serve", "%v", err)
@@ -163,18 +190,23 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 	}
 
 	b, err := broker.New(broker.Config{
-		Addr:         f.addr,
-		Loops:        f.loops,
-		MaxPayload:   f.maxPayload,
-		MaxConns:     f.maxConns,
-		MaxPending:   int(f.maxPending),
-		WriteTimeout: f.writeTimeout,
-		MaxInbound:   f.maxInbound,
-		MaxSpan:      f.maxSpan,
-		IdleTimeout:  f.idleTimeout,
-		DrainTimeout: f.drainTimeout,
-		Logger:       log,
-		Cluster:      clusterCfg,
+		Addr:          f.addr,
+		Loops:         f.loops,
+		MaxPayload:    f.maxPayload,
+		MaxConns:      f.maxConns,
+		MaxConnsPerIP: f.maxConnsPerIP,
+		MaxPending:    int(f.maxPending),
+		MaxMemory:     int64(f.maxMemory),
+		Overflow:      overflow,
+		WriteTimeout:  f.writeTimeout,
+		MaxInbound:    f.maxInbound,
+		MaxSpan:       f.maxSpan,
+		IdleTimeout:   f.idleTimeout,
+		FrameTimeout:  f.frameTimeout,
+		TCPKeepAlive:  keepAlive,
+		DrainTimeout:  f.drainTimeout,
+		Logger:        log,
+		Cluster:       clusterCfg,
 	})
 	if err != nil {
 		if httpLn != nil {
@@ -184,6 +216,8 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		return exitError
 	}
 	b.HandlePerStream(app, broker.OnEventLoop())
+	stopMemLimit := limitHeap(b, int64(f.maxMemory), log)
+	defer stopMemLimit()
 
 	signals := make(chan os.Signal, 2)
 	stopSignals := notify(signals)
@@ -191,7 +225,7 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 
 	served := make(chan error, 1)
 	go func() { served <- b.Serve(context.Background()) }()
-	log.Info("listening", "addr", b.Addr().String(), "app", f.app, "loops", b.Loops(), "version", versionString())
+	log.Info("listening", "addr", b.Addr().String(), "app", f.app, "loops", b.Loops(), "max_memory", f.maxMemory.String(), "overflow", overflow.String(), "version", versionString())
 	// The monitoring server stops on the way out: after the broker has
 	// drained and stopped, so /healthz answers 503 all through the drain;
 	// at once after a second signal.

@@ -42,3 +42,9 @@ func (b *byteSize) Set(s string) error {
 	*b = byteSize(n * mult)
 	return nil
 }
+
+// byteSizeOf is n as a byteSize, for messages.
+func byteSizeOf(n int64) *byteSize {
+	b := byteSize(n)
+	return &b
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -135,11 +136,12 @@ func printStats(w io.Writer, addr string, st, prev *client.Stats, elapsed time.D
 	for _, c := range st.Resources.CPUPerCore {
 		fmt.Fprintf(tw, "  cpu%d\t%s\t%s\n", c.Core, percent(c.Using), bar(c.Using))
 	}
-	for _, k := range []string{"connections_accepted", "slow_consumers", "protocol_errors", "telemetry_requests", "handler_panics", "paused_reads"} {
+	for _, k := range []string{"connections_accepted", "slow_consumers", "closed_memory", "protocol_errors", "telemetry_requests", "handler_panics", "paused_reads", "producer_stalls"} {
 		if v, ok := st.Extra[k]; ok {
 			fmt.Fprintf(tw, "%s\t%s\t\n", strings.ReplaceAll(k, "_", " "), v)
 		}
 	}
+	printMemory(tw, st.Extra["memory"])
 	printCluster(tw, st.Extra["cluster"])
 	tw.Flush()
 }
@@ -181,4 +183,21 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// printMemory adds the memory budget to the stats table.
+func printMemory(w io.Writer, raw json.RawMessage) {
+	var m struct {
+		Used    int64 `json:"used_bytes"`
+		Limit   int64 `json:"limit_bytes"`
+		Stalled bool  `json:"stalled"`
+	}
+	if raw == nil || json.Unmarshal(raw, &m) != nil || m.Limit <= 0 {
+		return
+	}
+	state := ""
+	if m.Stalled {
+		state = "stalling producers"
+	}
+	fmt.Fprintf(w, "memory budget\t%s used of %s\t%s\n", humanBytes(uint64(max(m.Used, 0))), humanBytes(uint64(m.Limit)), state)
 }
