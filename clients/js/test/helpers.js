@@ -153,5 +153,5 @@ export function makeCertificates() {
 /** Frames that must not be taken for a reply (as in the Go client's tests). */
 export const notReplies = ['plain', '', '{}', '{"uptime":1}', '{"UP_TIME":1}', '{"nested":{"up_time":1}}',
   '{"error":"with company","code":1}', '{"error":42}', '{"error":null}', '{"error":["x"]}', '["up_time"]',
-  '"up_time"', '{"up_time":1', '{"up_time":1}garbage', '{"error":"truncated"', '\xff{"up_time":1}'];
+  '"up_time"', '{"up_time":1', '{"up_time":1}garbage', '{"error":"truncated"', '{"up_time":NaN}', '\xff{"up_time":1}'];
 
