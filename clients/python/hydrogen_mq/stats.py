@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, cast
 
 from .errors import BadReplyError, BrokerRefusedError
 
@@ -69,7 +69,7 @@ def parse_object(p: bytes) -> Optional[Dict[str, Any]]:
         v = json.loads(p.decode("utf-8"), parse_constant=_no_constants)
     except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
-    return v if isinstance(v, dict) else None
+    return cast(Dict[str, Any], v) if isinstance(v, dict) else None
 
 
 def recognise_reply(p: bytes) -> Optional[Dict[str, Any]]:
@@ -110,7 +110,7 @@ def _object(o: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
     v = o.get(key)
     if not isinstance(v, dict):
         raise _bad(path, "an object", o, key)
-    return v
+    return cast(Mapping[str, Any], v)
 
 
 def to_stats(o: Mapping[str, Any], raw: str) -> Stats:
@@ -120,15 +120,16 @@ def to_stats(o: Mapping[str, Any], raw: str) -> Stats:
         raise BrokerRefusedError(o["error"])
     res = _object(o, "resources", "")
     ram = _object(res, "ram", "resources.")
-    cores = res.get("cpu_per_core")
+    cores: Any = res.get("cpu_per_core")
     if not isinstance(cores, list):
         raise _bad("resources.", "an array", res, "cpu_per_core")
-    per_core = []
-    for i, c in enumerate(cores):
+    per_core: List[CoreUsage] = []
+    for i, c in enumerate(cast(List[Any], cores)):
         path = "resources.cpu_per_core[%d]" % i
         if not isinstance(c, dict):
             raise BadReplyError("malformed telemetry reply: %s is %s, want an object" % (path, json.dumps(c)))
-        per_core.append(CoreUsage(core=_counter(c, "core", path + "."), using=_number(c, "using", path + ".")))
+        core = cast(Mapping[str, Any], c)
+        per_core.append(CoreUsage(core=_counter(core, "core", path + "."), using=_number(core, "using", path + ".")))
     return Stats(
         up_time=_counter(o, "up_time", ""),
         bytes_recv=_counter(o, "bytes_recv", ""),
