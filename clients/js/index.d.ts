@@ -76,7 +76,11 @@ export interface CoreUsage {
   using: number;
 }
 
-/** The broker's telemetry reading (docs/PROTOCOL.md §2), decoded and checked. */
+/**
+ * The broker's telemetry reading (docs/PROTOCOL.md §2), decoded and checked:
+ * the counters are JSON integers (a JavaScript number is exact up to 2^53;
+ * `raw` has the text as sent).
+ */
 export interface Stats {
   /** Whole seconds since the broker started. */
   upTime: number;

@@ -204,7 +204,7 @@ class Conformance(unittest.TestCase):
 
         first = threading.Thread(target=ask, args=("first", 0.3))
         first.start()
-        time.sleep(0.02)
+        time.sleep(0.1)  # the first request goes out before the second is asked
         second = threading.Thread(target=ask, args=("second", 0.05))
         second.start()
         first.join(10)
