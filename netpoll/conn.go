@@ -45,22 +45,26 @@ type Conn struct {
 	acked        uint64 // bytes the peer had acknowledged when blockedSince was set
 	carry        int    // bytes of the decoder's carry buffer counted in the budget
 	dec          wire.Decoder
-	out          outbound // bytes being written
+	out          outbound  // bytes being written
+	tls          *tlsState // nil for plain TCP; set before the loop registers c
+	opened       bool      // OnOpen has been called (a TLS connection's, once its handshake is done)
 
 	inflight atomic.Int32 // batches delivered and not yet released
 	owed     atomic.Int32 // replies the layer above owes the peer (Owe, Settle)
 	queued   atomic.Int64 // outbound bytes accepted by Send and not yet written
 	inWrite  atomic.Int64 // bytes of a writev in progress, for the slow-consumer bound
+	deadline atomic.Int64 // server clock at which SetDeadline closes the connection; 0 for none
 
-	mu        sync.Mutex
-	state     int
-	reason    error // why Close was asked for
-	scheduled bool  // on the loop's ready list
-	paused    bool  // pause asked for by the layer above
-	stalled   bool  // stall asked for by stallOn
-	stallFor  time.Duration
-	waitOn    []*Conn // queues this connection's stall waits on to drain
-	pend      pending
+	mu             sync.Mutex
+	state          int
+	reason         error // why Close was asked for
+	scheduled      bool  // on the loop's ready list
+	paused         bool  // pause asked for by the layer above
+	stalled        bool  // stall asked for by stallOn
+	deadlineReason error // what SetDeadline closes with
+	stallFor       time.Duration
+	waitOn         []*Conn // queues this connection's stall waits on to drain
+	pend           pending
 }
 
 // ID is unique among the connections of a server for its lifetime.
@@ -167,6 +171,23 @@ func (c *Conn) enqueue(producer *Conn, payload, frame []byte) error {
 	return nil
 }
 
+// SetDeadline closes the connection with reason (nil means ErrHandshake)
+// if ClearDeadline is not called within d: the layer above's bound on a
+// handshake of its own, such as authentication. The loop's tick enforces
+// it, within an eighth of the server's shortest timeout (at most 250 ms).
+func (c *Conn) SetDeadline(d time.Duration, reason error) {
+	if reason == nil {
+		reason = ErrHandshake
+	}
+	c.mu.Lock()
+	c.deadlineReason = reason
+	c.mu.Unlock()
+	c.deadline.Store(max(int64(time.Since(c.loop.srv.epoch)+d), 1))
+}
+
+// ClearDeadline cancels SetDeadline.
+func (c *Conn) ClearDeadline() { c.deadline.Store(0) }
+
 // Owe tells the connection that the layer above owes its peer a reply it
 // will send later (a telemetry reply waiting for its span, say). A
 // connection whose peer half-closed stays open until every Owe has been
@@ -269,6 +290,12 @@ func (c *Conn) batchReleased() {
 	if wake {
 		c.loop.schedule(c)
 	}
+}
+
+// hasOutput reports whether c has bytes waiting to be written: frames
+// taken from its queue, or a TLS connection's records. Loop-only.
+func (c *Conn) hasOutput() bool {
+	return !c.out.empty() || (c.tls != nil && c.tls.pipe.outLen() > 0)
 }
 
 // ackedBytes reports the bytes the peer has acknowledged on a socket

@@ -29,6 +29,11 @@ var (
 	// ErrFrameTimeout: a frame was begun and not completed within the
 	// frame timeout.
 	ErrFrameTimeout = errors.New("netpoll: frame not completed in time")
+	// ErrHandshake: the connection did not complete its handshake (the
+	// TLS handshake, or the layer above's authentication, which sets a
+	// deadline with SetDeadline) in time, or it failed. The cause is
+	// wrapped beside it.
+	ErrHandshake = errors.New("netpoll: handshake failed")
 	// ErrLimit: the server was at its maximum number of connections, in
 	// all or from the peer's address.
 	ErrLimit = errors.New("netpoll: connection limit reached")

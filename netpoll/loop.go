@@ -55,6 +55,7 @@ type loop struct {
 	now        int64 // the poller's clock: monotonic nanoseconds
 	nextTick   int64
 	buf        []byte
+	plain      []byte // TLS plaintext of one drain, and records' plaintext to encrypt; nil without TLS
 	iov        []unix.Iovec
 	quiesced   bool
 	draining   bool
@@ -66,8 +67,10 @@ type loop struct {
 	newLocal   []*Conn
 
 	stalledConns []*Conn // connections whose reading a flow-control stall holds
-	memStalled   bool    // the memory budget's stall, applied to every mask
-	reclaimSeen  uint64  // the budget's reclaimSeq this loop has acted on
+	tlsMore      []*Conn // TLS connections with plaintext that may be left to drain
+	tlsMoreLocal []*Conn
+	memStalled   bool   // the memory budget's stall, applied to every mask
+	reclaimSeen  uint64 // the budget's reclaimSeq this loop has acted on
 	reclaimBuf   []holder
 
 	// Shared with other goroutines under mu.
@@ -164,6 +167,9 @@ func (l *loop) run() error {
 			}
 		}
 		l.processQueues()
+		if len(l.tlsMore) > 0 {
+			l.drainMore()
+		}
 		if len(l.stalledConns) > 0 {
 			l.pollStalls()
 		}
@@ -181,8 +187,8 @@ func (l *loop) run() error {
 		}
 		l.p.woken.Store(0)
 		until = l.wakeAt()
-		if l.queuedWork() {
-			until = 0 // queued while the mark was set: poll, do not sleep
+		if l.queuedWork() || len(l.tlsMore) > 0 {
+			until = 0 // queued while the mark was set, or TLS input to drain: poll, do not sleep
 		}
 	}
 }
@@ -254,59 +260,79 @@ func (l *loop) event(ev *unix.EpollEvent) {
 }
 
 // read does one read into the loop's buffer and delivers the frames it
-// completed in one Handler call.
+// completed in one Handler call. (A TLS connection's bytes go through its
+// TLS state first.)
 func (l *loop) read(c *Conn) {
 	n, err := unix.Read(c.fd, l.buf)
 	if n > 0 {
-		size := n + c.dec.Buffered() // payloads can not exceed the bytes in hand
-		c.dec.Feed(l.buf[:n])
-		var b *Batch
-		var payload uint64
-		var perr error
-		for {
-			p, ok, err := c.dec.Next()
-			if err != nil {
-				perr = err
-				break
-			}
-			if !ok {
-				break
-			}
-			if b == nil {
-				b = newBatch(c, size)
-			}
-			b.add(p)
-			payload += uint64(len(p))
+		if c.tls != nil {
+			l.readTLS(c, l.buf[:n])
+			return
 		}
-		l.trackPartial(c, b != nil)
-		if b != nil {
-			c.lastFrame = l.now
-			l.stats.msgRecv.Add(uint64(len(b.Frames)))
-			l.stats.bytesRecv.Add(payload)
-			c.inflight.Add(1)
-			l.handler.OnFrames(c, b)
-			if c.inflight.Load() == 0 {
-				// The handler finished the batch before it returned (it
-				// ran on the loop): write its replies now, while this
-				// socket is warm, instead of after every other ready
-				// connection has been read.
-				l.flushNow(c)
-			}
-		}
-		if perr != nil {
-			l.close(c, fmt.Errorf("%w: %w", ErrProtocol, perr), reasonProtocol)
-		}
+		l.deliver(c, l.buf[:n])
 		return
 	}
 	switch {
 	case err == nil: // end of file: the peer half-closed or closed
-		c.readClosed = true
-		c.readClosedAt = l.now
-		l.updateMask(c)
-		l.maybeFinish(c)
+		if c.tls != nil {
+			l.readTLS(c, nil)
+			return
+		}
+		l.peerEOF(c)
 	case err == unix.EAGAIN || err == unix.EINTR:
 	default:
 		l.close(c, fmt.Errorf("%w: %w", ErrReset, err), reasonReset)
+	}
+}
+
+// peerEOF is the end of what the peer sends: it half-closed or closed.
+func (l *loop) peerEOF(c *Conn) {
+	c.readClosed = true
+	c.readClosedAt = l.now
+	l.updateMask(c)
+	l.maybeFinish(c)
+}
+
+// deliver decodes the stream bytes of one read (for TLS, its plaintext)
+// and hands the frames they complete to the handler in one call.
+func (l *loop) deliver(c *Conn, data []byte) {
+	size := len(data) + c.dec.Buffered() // payloads can not exceed the bytes in hand
+	c.dec.Feed(data)
+	var b *Batch
+	var payload uint64
+	var perr error
+	for {
+		p, ok, err := c.dec.Next()
+		if err != nil {
+			perr = err
+			break
+		}
+		if !ok {
+			break
+		}
+		if b == nil {
+			b = newBatch(c, size)
+		}
+		b.add(p)
+		payload += uint64(len(p))
+	}
+	l.trackPartial(c, b != nil)
+	if b != nil {
+		c.lastFrame = l.now
+		l.stats.msgRecv.Add(uint64(len(b.Frames)))
+		l.stats.bytesRecv.Add(payload)
+		c.inflight.Add(1)
+		l.handler.OnFrames(c, b)
+		if c.inflight.Load() == 0 {
+			// The handler finished the batch before it returned (it
+			// ran on the loop): write its replies now, while this
+			// socket is warm, instead of after every other ready
+			// connection has been read.
+			l.flushNow(c)
+		}
+	}
+	if perr != nil {
+		l.close(c, fmt.Errorf("%w: %w", ErrProtocol, perr), reasonProtocol)
 	}
 }
 
@@ -331,7 +357,7 @@ func (l *loop) trackPartial(c *Conn, completed bool) {
 // is one already waiting for EPOLLOUT.) It checks the state under the
 // lock that takes the queue, so the read path pays for one lock, not two.
 func (l *loop) flushNow(c *Conn) {
-	if c.out.empty() {
+	if !c.hasOutput() {
 		l.write(c, true)
 	}
 }
@@ -343,6 +369,10 @@ func (l *loop) flush(c *Conn) { l.write(c, false) }
 // write is flush; with onlyOpen it does nothing unless the connection is
 // open when its queue is taken.
 func (l *loop) write(c *Conn, onlyOpen bool) {
+	if c.tls != nil {
+		l.writeTLS(c, onlyOpen)
+		return
+	}
 	progress := false
 	for range 4 { // bound the time one connection holds the loop
 		if c.out.empty() {
@@ -379,11 +409,16 @@ func (l *loop) write(c *Conn, onlyOpen bool) {
 			return
 		}
 	}
-	// The write timeout counts from the last progress: a reader that is
-	// slow but reads is not stuck. What the kernel sends for us counts too
-	// (see tick), so the peer's acknowledged bytes are noted when the clock
-	// restarts.
-	if c.out.empty() {
+	l.afterWrite(c, progress)
+}
+
+// afterWrite keeps the write timeout's clock and arms or disarms EPOLLOUT
+// after a write. The timeout counts from the last progress: a reader that
+// is slow but reads is not stuck. What the kernel sends for us counts too
+// (see tick), so the peer's acknowledged bytes are noted when the clock
+// restarts.
+func (l *loop) afterWrite(c *Conn, progress bool) {
+	if !c.hasOutput() {
 		c.blockedSince = 0
 	} else if progress || c.blockedSince == 0 {
 		c.blockedSince = l.now
@@ -397,7 +432,7 @@ func (l *loop) write(c *Conn, onlyOpen bool) {
 // peer with every delivered batch released and every reply written, or
 // drained at shutdown.
 func (l *loop) maybeFinish(c *Conn) {
-	if c.done || !c.out.empty() {
+	if c.done || c.hasOutput() {
 		return
 	}
 	if c.readClosed && c.inflight.Load() == 0 && c.owed.Load() == 0 && c.queued.Load() == 0 {
@@ -415,11 +450,15 @@ func (l *loop) updateMask(c *Conn) {
 	if !c.readClosed && !c.readPaused && !c.readStalled && !l.memStalled && !l.quiesced {
 		want |= evRead
 	}
-	if !c.out.empty() {
+	if c.hasOutput() {
 		want |= evWrite
 	}
 	if want == c.mask {
 		return
+	}
+	if c.tls != nil && want&evRead != 0 && c.mask&evRead == 0 && c.tls.buffered {
+		// Plaintext left in the TLS state: epoll will not report it.
+		l.tlsMore = append(l.tlsMore, c)
 	}
 	if err := l.p.control(unix.EPOLL_CTL_MOD, c.fd, c.gen, want); err != nil {
 		l.close(c, fmt.Errorf("%w: %w", ErrReset, err), reasonReset)
@@ -446,6 +485,12 @@ func (l *loop) processQueues() {
 	for _, c := range ready {
 		if c.done {
 			continue
+		}
+		if c.tls != nil && !c.opened && c.tls.result.Load() != handshakePending {
+			l.handshakeOutcome(c)
+			if c.done {
+				continue
+			}
 		}
 		c.mu.Lock()
 		c.scheduled = false
@@ -497,11 +542,27 @@ func (l *loop) register(c *Conn) {
 	l.byFD[c.fd] = c
 	l.nconns++
 	l.stats.open.Add(1)
-	l.handler.OnOpen(c)
+	if c.tls == nil {
+		l.open(c)
+	}
 	c.mask = evRead
 	if err := l.p.control(unix.EPOLL_CTL_ADD, c.fd, c.gen, c.mask); err != nil {
 		l.close(c, fmt.Errorf("%w: %w", ErrReset, err), reasonReset)
+		return
 	}
+	if c.tls != nil {
+		// The handler hears of a TLS connection once its handshake is
+		// done (handshakeOutcome); the loop reads its bytes meanwhile.
+		l.srv.handshakes.Add(1)
+		go l.srv.handshake(c)
+	}
+}
+
+// open tells the handler of a connection that is ready for frames.
+func (l *loop) open(c *Conn) {
+	c.opened = true
+	c.lastFrame = l.now
+	l.handler.OnOpen(c)
 }
 
 // close closes c's fd and reports OnClose exactly once.
@@ -519,6 +580,12 @@ func (l *loop) close(c *Conn, err error, r reason) {
 	c.mu.Unlock()
 	putArena(c.out.box)
 	c.out = outbound{}
+	if c.tls != nil {
+		// Its unwritten records are in queued, given back below; a
+		// handshake still running fails on the closed pipe.
+		c.tls.pipe.Close()
+		c.tls.pipe.dropOut()
+	}
 	// What the queue and the carry buffer held goes back to the budget.
 	// (A Send racing the close has either counted its bytes in queued
 	// already, or finds the connection closed and counts nothing.)
@@ -541,7 +608,9 @@ func (l *loop) close(c *Conn, err error, r reason) {
 		l.stats.paused.Add(-1)
 	}
 	l.stats.closed[r].Add(1)
-	l.handler.OnClose(c, err)
+	if c.opened {
+		l.handler.OnClose(c, err)
+	}
 }
 
 func reasonOf(err error) reason {
@@ -554,6 +623,8 @@ func reasonOf(err error) reason {
 		return reasonIdle
 	case errors.Is(err, ErrFrameTimeout):
 		return reasonFrame
+	case errors.Is(err, ErrHandshake):
+		return reasonHandshake
 	case errors.Is(err, ErrProtocol):
 		return reasonProtocol
 	case errors.Is(err, ErrShutdown):
@@ -617,7 +688,7 @@ func (l *loop) tick() {
 		if c == nil {
 			continue
 		}
-		if c.out.empty() && c.queued.Load() > 0 {
+		if !c.hasOutput() && c.queued.Load() > 0 {
 			// Output deferred behind a batch the handler still holds.
 			l.flush(c)
 			if c.done {
@@ -638,6 +709,13 @@ func (l *loop) tick() {
 				c.acked = a
 				c.blockedSince = l.now
 			}
+		}
+		if dl := c.deadline.Load(); dl != 0 && l.now >= dl {
+			c.mu.Lock()
+			reason := c.deadlineReason
+			c.mu.Unlock()
+			l.close(c, reason, reasonOf(reason))
+			continue
 		}
 		switch {
 		case c.blockedSince != 0 && l.now-c.blockedSince > l.writeTimeout:
@@ -715,6 +793,9 @@ func (l *loop) accept() {
 		s.open.Add(1)
 		// TCP_NODELAY and keepalive come from the listening socket.
 		c := &Conn{id: s.nextID.Add(1), fd: fd, remote: remote}
+		if s.cfg.TLS != nil {
+			c.tls = newTLS(c, s.cfg.TLS)
+		}
 		target := s.loops[s.next%uint64(len(s.loops))]
 		s.next++
 		c.loop = target

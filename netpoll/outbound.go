@@ -166,6 +166,20 @@ func (o *outbound) bytes(i int) []byte {
 	return o.arena[s.lo:s.hi]
 }
 
+// gather copies the unwritten bytes into buf, as many as fit, and returns
+// how many; advance then marks them taken.
+func (o *outbound) gather(buf []byte) int {
+	n := 0
+	for i := o.head; i < len(o.segs) && n < len(buf); i++ {
+		b := o.bytes(i)
+		if i == o.head {
+			b = b[o.off:]
+		}
+		n += copy(buf[n:], b)
+	}
+	return n
+}
+
 // advance marks n bytes written.
 func (o *outbound) advance(n int) {
 	for n > 0 && o.head < len(o.segs) {

@@ -2,6 +2,7 @@ package netpoll
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,15 +52,22 @@ type Config struct {
 	// Overflow is what happens when a connection's queue passes its share
 	// of MaxPending: OverflowClose (the default) or OverflowThrottle.
 	Overflow Overflow
+	// TLS, when set, makes every connection TLS with this configuration
+	// (see tls.go); the Handler hears of a connection once its handshake
+	// is done. Default nil: plain TCP.
+	TLS *tls.Config
+	// TLSHandshakeTimeout bounds a TLS handshake; default 5s.
+	TLSHandshakeTimeout time.Duration
 }
 
 // Defaults, where they are not obvious from Config's comments.
 const (
-	DefaultMaxPending     = 4 << 20
-	DefaultWriteTimeout   = 10 * time.Second
-	DefaultFrameTimeout   = 30 * time.Second
-	DefaultTCPKeepAlive   = 30 * time.Second
-	DefaultReadBufferSize = 64 << 10
+	DefaultMaxPending          = 4 << 20
+	DefaultWriteTimeout        = 10 * time.Second
+	DefaultFrameTimeout        = 30 * time.Second
+	DefaultTCPKeepAlive        = 30 * time.Second
+	DefaultReadBufferSize      = 64 << 10
+	DefaultTLSHandshakeTimeout = 5 * time.Second
 )
 
 // MinMaxMemory is the smallest memory budget: room for the largest queue
@@ -119,6 +127,12 @@ func (c *Config) setDefaults() error {
 	if c.MaxMemory < MinMaxMemory {
 		return fmt.Errorf("netpoll: MaxMemory %d is under the minimum %d", c.MaxMemory, MinMaxMemory)
 	}
+	if c.TLSHandshakeTimeout < 0 {
+		return fmt.Errorf("netpoll: TLSHandshakeTimeout %v is negative", c.TLSHandshakeTimeout)
+	}
+	if c.TLSHandshakeTimeout == 0 {
+		c.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
+	}
 	if c.Overflow != OverflowClose && c.Overflow != OverflowThrottle {
 		return fmt.Errorf("netpoll: unknown Overflow %d", c.Overflow)
 	}
@@ -146,6 +160,9 @@ type Server struct {
 	refusal  []byte // the frame a connection over a limit gets
 	limitLog logLimit
 	memLog   logLimit
+	tlsLog   logLimit
+
+	handshakes sync.WaitGroup // TLS handshake goroutines
 
 	peerMu sync.Mutex
 	peers  map[netip.Addr]int // open connections by address, with MaxConnsPerIP
@@ -208,6 +225,9 @@ func Listen(cfg Config, h Handler) (*Server, error) {
 			tickEvery:    int64(tick),
 			buf:          make([]byte, cfg.ReadBufferSize),
 		})
+		if cfg.TLS != nil {
+			s.loops[i].plain = make([]byte, cfg.ReadBufferSize)
+		}
 	}
 	s.loops[0].ln = ln
 	return s, nil
@@ -256,6 +276,9 @@ func (s *Server) Serve() error {
 		})
 	}
 	wg.Wait()
+	// Every connection is closed by now, so every handshake still running
+	// fails on its closed pipe.
+	s.handshakes.Wait()
 	close(s.done)
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -24,17 +24,21 @@ type Stats struct {
 	MemoryStalls   uint64 // times the memory budget stalled every producer
 	MemoryStalled  bool   // the memory budget stalls every producer now
 
+	TLSHandshakes        uint64 // TLS handshakes completed
+	TLSHandshakeFailures uint64 // TLS handshakes that failed or timed out
+
 	// Closed connections by reason.
-	ClosedPeer     uint64 // ErrPeerClosed
-	ClosedReset    uint64 // ErrReset
-	ClosedProtocol uint64 // ErrProtocol: protocol errors
-	ClosedSlow     uint64 // ErrSlowConsumer: slow consumers (those of the memory budget are ClosedMemory)
-	ClosedMemory   uint64 // ErrMemoryLimit: closed by the memory budget
-	ClosedIdle     uint64 // ErrIdle
-	ClosedFrame    uint64 // ErrFrameTimeout
-	ClosedLimit    uint64 // ErrLimit: refused at MaxConns or MaxConnsPerIP
-	ClosedShutdown uint64 // ErrShutdown
-	ClosedLocal    uint64 // closed by the layer above with its own reason
+	ClosedPeer      uint64 // ErrPeerClosed
+	ClosedReset     uint64 // ErrReset
+	ClosedProtocol  uint64 // ErrProtocol: protocol errors
+	ClosedSlow      uint64 // ErrSlowConsumer: slow consumers (those of the memory budget are ClosedMemory)
+	ClosedMemory    uint64 // ErrMemoryLimit: closed by the memory budget
+	ClosedIdle      uint64 // ErrIdle
+	ClosedFrame     uint64 // ErrFrameTimeout
+	ClosedHandshake uint64 // ErrHandshake: a TLS handshake or authentication that failed or timed out
+	ClosedLimit     uint64 // ErrLimit: refused at MaxConns or MaxConnsPerIP
+	ClosedShutdown  uint64 // ErrShutdown
+	ClosedLocal     uint64 // closed by the layer above with its own reason
 }
 
 // counters are one loop's live counters. Each is written by its loop only
@@ -42,6 +46,7 @@ type Stats struct {
 type counters struct {
 	bytesRecv, msgRecv, bytesSent, msgSent atomic.Uint64
 	accepted, acceptBackoffs, stalls       atomic.Uint64
+	handshakes, handshakeFailures          atomic.Uint64
 	open, paused, stalled                  atomic.Int64
 	closed                                 [numReasons]atomic.Uint64
 	_                                      [64]byte // keep loops' counters off each other's cache lines
@@ -57,6 +62,7 @@ const (
 	reasonMemory
 	reasonIdle
 	reasonFrame
+	reasonHandshake
 	reasonLimit
 	reasonShutdown
 	reasonLocal
@@ -74,6 +80,8 @@ func (c *counters) addTo(s *Stats) {
 	s.PausedReads += c.paused.Load()
 	s.ProducerStalls += c.stalls.Load()
 	s.StalledReads += c.stalled.Load()
+	s.TLSHandshakes += c.handshakes.Load()
+	s.TLSHandshakeFailures += c.handshakeFailures.Load()
 	s.ClosedPeer += c.closed[reasonPeer].Load()
 	s.ClosedReset += c.closed[reasonReset].Load()
 	s.ClosedProtocol += c.closed[reasonProtocol].Load()
@@ -81,6 +89,7 @@ func (c *counters) addTo(s *Stats) {
 	s.ClosedMemory += c.closed[reasonMemory].Load()
 	s.ClosedIdle += c.closed[reasonIdle].Load()
 	s.ClosedFrame += c.closed[reasonFrame].Load()
+	s.ClosedHandshake += c.closed[reasonHandshake].Load()
 	s.ClosedLimit += c.closed[reasonLimit].Load()
 	s.ClosedShutdown += c.closed[reasonShutdown].Load()
 	s.ClosedLocal += c.closed[reasonLocal].Load()

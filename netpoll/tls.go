@@ -1,0 +1,395 @@
+package netpoll
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TLS runs on the event loops with Go's own crypto/tls, fed through a
+// pipe of bytes instead of a socket:
+//
+//   - The handshake runs on a goroutine of its own, whose reads of the pipe
+//     block until the loop has read the peer's bytes into it and whose
+//     writes the loop sends. crypto/tls cannot resume a handshake that was
+//     interrupted, so it gets a blocking transport; handshakes are few.
+//   - Once it is done, the loop alone drives the connection: it feeds the
+//     bytes of each read into the pipe and takes out the plaintext with
+//     tls.Conn.Read, which finds the pipe empty as a temporary error
+//     (crypto/tls keeps a partial record for the next call when the
+//     transport's error is temporary), and it encrypts what is queued with
+//     tls.Conn.Write, which leaves the records in the pipe for the loop to
+//     write. So a TLS stream has every property of a plain one — the same
+//     queues, bounds, flow control and counters — and costs no goroutine
+//     once established.
+//
+// The connection's queue counts ciphertext as well: the bytes a Send
+// queues leave the count when they are encrypted, and their records enter
+// it, until written.
+type tlsState struct {
+	conn   *tls.Conn
+	pipe   tlsPipe
+	result atomic.Int32 // handshakePending, handshakeDone, handshakeFailed
+	err    error        // why the handshake failed; written before result
+
+	// Loop-only.
+	buffered bool // the last drain stopped with the plaintext buffer full: more may wait
+}
+
+const (
+	handshakePending int32 = iota
+	handshakeDone
+	handshakeFailed
+)
+
+// maxHandshakeInput bounds what a peer may send before its handshake is
+// done: a ClientHello with every extension is a few KiB.
+const maxHandshakeInput = 64 << 10
+
+// errWouldBlock is what the pipe's Read returns when it is empty and the
+// loop drives the connection: temporary, so crypto/tls keeps what it has
+// of a record and tries again on the next call.
+var errWouldBlock = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "netpoll: no TLS input yet" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+// tlsPipe is the transport under a connection's tls.Conn: ciphertext read
+// from the socket (in), and ciphertext to write to it (out).
+type tlsPipe struct {
+	c *Conn
+
+	mu       sync.Mutex
+	cond     sync.Cond
+	in       []byte
+	out      []byte
+	eof      bool // the peer sent its FIN
+	closed   bool // the connection closed
+	blocking bool // Read waits for input (the handshake's goroutine reads)
+}
+
+var _ net.Conn = (*tlsPipe)(nil)
+
+// feed adds bytes read from the socket; false if a handshake is being
+// flooded past maxHandshakeInput.
+func (p *tlsPipe) feed(b []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.blocking && len(p.in)+len(b) > maxHandshakeInput {
+		return false
+	}
+	p.in = append(p.in, b...)
+	if p.blocking {
+		p.cond.Signal()
+	}
+	return true
+}
+
+func (p *tlsPipe) setEOF() {
+	p.mu.Lock()
+	p.eof = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+func (p *tlsPipe) Read(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.blocking && len(p.in) == 0 && !p.eof && !p.closed {
+		p.cond.Wait()
+	}
+	switch {
+	case p.closed:
+		return 0, net.ErrClosed
+	case len(p.in) > 0:
+		n := copy(b, p.in)
+		p.in = p.in[n:]
+		if len(p.in) == 0 {
+			p.in = nil // a drained buffer goes: an idle connection keeps none
+		}
+		return n, nil
+	case p.eof:
+		return 0, io.EOF
+	}
+	return 0, errWouldBlock
+}
+
+// Write queues records for the socket. The bytes count in the
+// connection's queue and the memory budget until written; the loop is
+// told, so that a handshake's records leave without waiting.
+func (p *tlsPipe) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return 0, net.ErrClosed
+	}
+	p.out = append(p.out, b...)
+	handshake := p.blocking
+	p.mu.Unlock()
+	c := p.c
+	c.queued.Add(int64(len(b)))
+	c.loop.srv.mem.used.Add(int64(len(b)))
+	if handshake {
+		c.wakeLoop()
+	}
+	return len(b), nil
+}
+
+// outLen is the ciphertext waiting to be written.
+func (p *tlsPipe) outLen() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.out)
+}
+
+// writeTo writes the waiting ciphertext to fd, once, and drops what was
+// written. Loop-only.
+func (p *tlsPipe) writeTo(fd int) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.out) == 0 {
+		return 0, nil
+	}
+	n, err := unix.Write(fd, p.out)
+	if n > 0 {
+		p.out = p.out[n:]
+		if len(p.out) == 0 {
+			p.out = nil
+		}
+	}
+	return max(n, 0), err
+}
+
+func (p *tlsPipe) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	return nil
+}
+
+// dropOut forgets unwritten ciphertext when the connection closes; it
+// returns how many bytes it held.
+func (p *tlsPipe) dropOut() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.out)
+	p.out, p.in = nil, nil
+	return n
+}
+
+func (p *tlsPipe) LocalAddr() net.Addr                { return p.c.loop.srv.addr }
+func (p *tlsPipe) RemoteAddr() net.Addr               { return p.c.remote }
+func (p *tlsPipe) SetDeadline(t time.Time) error      { return nil }
+func (p *tlsPipe) SetReadDeadline(t time.Time) error  { return nil }
+func (p *tlsPipe) SetWriteDeadline(t time.Time) error { return nil }
+
+// newTLS prepares c for a TLS handshake with cfg.
+func newTLS(c *Conn, cfg *tls.Config) *tlsState {
+	t := &tlsState{}
+	t.pipe.c = c
+	t.pipe.cond.L = &t.pipe.mu
+	t.pipe.blocking = true
+	t.conn = tls.Server(&t.pipe, cfg)
+	return t
+}
+
+// handshake runs the TLS handshake of c on a goroutine of the server's;
+// the loop learns the outcome in processQueues.
+func (s *Server) handshake(c *Conn) {
+	defer s.handshakes.Done()
+	t := c.tls
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.TLSHandshakeTimeout)
+	defer cancel()
+	err := t.conn.HandshakeContext(ctx)
+	t.pipe.mu.Lock()
+	t.pipe.blocking = false
+	t.pipe.mu.Unlock()
+	// Counted here, whatever the loop does next: a peer that gave up and
+	// closed may be gone before the loop looks.
+	stats := &c.loop.stats
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("not done within %v: %w", s.cfg.TLSHandshakeTimeout, err)
+		}
+		stats.handshakeFailures.Add(1)
+		s.tlsLog.warn(s.cfg.Logger, "TLS handshake failed", "remote", c.remote.String(), "err", err.Error())
+		t.err = err
+		t.result.Store(handshakeFailed)
+	} else {
+		stats.handshakes.Add(1)
+		t.result.Store(handshakeDone)
+	}
+	c.wakeLoop()
+}
+
+// wakeLoop puts c on its loop's ready list, unless it is there already.
+func (c *Conn) wakeLoop() {
+	c.mu.Lock()
+	wake := c.state == stateOpen && !c.scheduled
+	if wake {
+		c.scheduled = true
+	}
+	c.mu.Unlock()
+	if wake {
+		c.loop.schedule(c)
+	}
+}
+
+// TLS is the connection's TLS state (the peer's certificates among it);
+// nil for a connection without TLS. Call it from OnOpen on, on any
+// goroutine.
+func (c *Conn) TLS() *tls.ConnectionState {
+	if c.tls == nil || c.tls.result.Load() != handshakeDone {
+		return nil
+	}
+	st := c.tls.conn.ConnectionState()
+	return &st
+}
+
+// handshakeOutcome opens or closes a TLS connection whose handshake has
+// ended. Loop-only.
+func (l *loop) handshakeOutcome(c *Conn) {
+	switch c.tls.result.Load() {
+	case handshakeDone:
+		l.open(c)
+		if !c.done {
+			l.drainTLS(c) // what came behind the handshake
+		}
+	case handshakeFailed:
+		l.close(c, fmt.Errorf("%w: TLS: %w", ErrHandshake, c.tls.err), reasonHandshake)
+	}
+}
+
+// readTLS takes the bytes of one read (nil at end of file) into c's TLS
+// state and, once the handshake is done, delivers the plaintext.
+func (l *loop) readTLS(c *Conn, raw []byte) {
+	t := c.tls
+	if raw == nil {
+		t.pipe.setEOF()
+	} else if !t.pipe.feed(raw) {
+		l.close(c, fmt.Errorf("%w: TLS: over %d bytes before the handshake was done", ErrHandshake, maxHandshakeInput), reasonHandshake)
+		return
+	}
+	if c.opened {
+		l.drainTLS(c)
+	} else if raw == nil {
+		c.readClosed = true // nothing more to read; the handshake fails on its own
+		l.updateMask(c)
+	}
+}
+
+// drainTLS decrypts what c's pipe holds, up to one plaintext buffer, and
+// delivers it. Loop-only; c's handshake is done.
+func (l *loop) drainTLS(c *Conn) {
+	t := c.tls
+	total := 0
+	var rerr error
+	for total < len(l.plain) {
+		n, err := t.conn.Read(l.plain[total:])
+		total += n
+		if err != nil {
+			rerr = err
+			break
+		}
+	}
+	t.buffered = total == len(l.plain)
+	if total > 0 {
+		l.deliver(c, l.plain[:total])
+		if c.done {
+			return
+		}
+	}
+	switch {
+	case rerr == nil, errors.Is(rerr, errWouldBlock):
+		if t.buffered {
+			l.tlsMore = append(l.tlsMore, c)
+		}
+	case errors.Is(rerr, io.EOF):
+		l.peerEOF(c)
+	default:
+		l.close(c, fmt.Errorf("%w: TLS: %w", ErrProtocol, rerr), reasonProtocol)
+	}
+}
+
+// drainMore decrypts for the connections whose last drain filled the
+// plaintext buffer: their bytes are in the TLS state, not the socket, so
+// epoll will not report them. A connection not being read now (paused,
+// stalled) waits until it is. Loop-only.
+func (l *loop) drainMore() {
+	more := l.tlsMore
+	l.tlsMore = l.tlsMoreLocal[:0]
+	for _, c := range more {
+		if !c.done && c.tls.buffered && c.mask&unix.EPOLLIN != 0 {
+			l.drainTLS(c)
+		}
+	}
+	clear(more)
+	l.tlsMoreLocal = more[:0]
+}
+
+// writeTLS is write for a TLS connection: it encrypts what is queued
+// into records and writes them.
+func (l *loop) writeTLS(c *Conn, onlyOpen bool) {
+	t := c.tls
+	progress := false
+	for range 4 { // bound the time one connection holds the loop
+		if t.pipe.outLen() == 0 && c.opened {
+			if c.out.empty() {
+				c.mu.Lock()
+				if onlyOpen && c.state != stateOpen {
+					c.mu.Unlock()
+					return
+				}
+				if c.pend.empty() {
+					c.mu.Unlock()
+					break
+				}
+				frames, payload := c.out.take(&c.pend)
+				c.mu.Unlock()
+				l.stats.msgSent.Add(frames)
+				l.stats.bytesSent.Add(payload)
+			}
+			k := c.out.gather(l.plain)
+			// The records enter the queue's count as the pipe takes them;
+			// the plaintext leaves it now.
+			if _, err := t.conn.Write(l.plain[:k]); err != nil {
+				l.close(c, fmt.Errorf("%w: TLS: %w", ErrReset, err), reasonReset)
+				return
+			}
+			c.out.advance(k)
+			c.queued.Add(-int64(k))
+			l.srv.mem.release(int64(k))
+		}
+		c.inWrite.Store(int64(t.pipe.outLen()))
+		n, err := t.pipe.writeTo(c.fd)
+		c.inWrite.Store(0)
+		if n > 0 {
+			c.queued.Add(-int64(n))
+			l.srv.mem.release(int64(n))
+			progress = true
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil && err != unix.EINTR {
+			l.close(c, fmt.Errorf("%w: %w", ErrReset, err), reasonReset)
+			return
+		}
+		if n == 0 {
+			break
+		}
+	}
+	l.afterWrite(c, progress)
+}
