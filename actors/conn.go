@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hydrogen-mq/hydrogen/wire"
@@ -28,6 +29,13 @@ type connActor struct {
 	app     *actor.PID
 	closing bool
 
+	// Authentication: until the credential is accepted, the frames that
+	// came with it wait in held (from index heldFrom), the stream's
+	// reading is paused, and no application actor exists.
+	authed   bool
+	held     *delivery
+	heldFrom int
+
 	// appBox is the mailbox of an application actor that runs on the
 	// event loop, as this actor does. A read's frames are queued there
 	// together and the actor then handles them in one run of its
@@ -40,32 +48,31 @@ func (a *connActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *started:
 		a.s = m.stream
-		a.app = a.rt.sharedPID
-		if a.rt.perStream {
-			props := a.rt.appProps
-			if a.rt.onLoop {
-				// A copy of the props whose mailbox producer tells this
-				// actor which mailbox it made. A restart keeps the
-				// mailbox, so it is made once.
-				cp := *props
-				props = cp.Configure(actor.WithMailbox(func() actor.Mailbox {
-					a.appBox = newLoopMailbox().(*loopMailbox)
-					return a.appBox
-				}))
+		if a.rt.auth == nil {
+			a.authed = true
+			if st := a.s.conn.TLS(); st != nil && len(st.VerifiedChains) > 0 {
+				// Mutual TLS and nothing else: the certificate says who.
+				a.s.identity.Store(&Identity{Name: st.PeerCertificates[0].Subject.String(), Publish: true})
 			}
-			pid, err := ctx.SpawnNamed(props, "app")
-			if err != nil {
-				a.rt.log.Error("spawning a per-stream application actor", "stream", a.s.ID(), "err", err)
-				a.s.Close(err)
-				return
-			}
-			a.app = pid
+			a.startApp(ctx)
+			return
 		}
-		ctx.Send(a.app, &Connected{Stream: a.s, Streams: a.s.list})
+		// The first frame is the credential; it must come in time.
+		a.s.conn.SetDeadline(a.rt.cfg.AuthTimeout, authFailure(errAuthTimeout))
 	case *delivery:
-		a.forward(ctx, m)
+		if !a.authed {
+			a.credential(m)
+			return
+		}
+		a.forward(ctx, m, 0)
+	case *authDone:
+		a.authenticated(ctx, m)
 	case *closed:
 		a.closing = true
+		if a.held != nil {
+			a.held.dropFrom(a.heldFrom)
+			a.held = nil
+		}
 		if a.s != nil && a.s.telem.Load() > 0 {
 			ctx.Send(a.rt.telemPID, &telemetryGone{stream: a.s})
 		}
@@ -96,8 +103,95 @@ func (a *connActor) Receive(ctx actor.Context) {
 	}
 }
 
-func (a *connActor) forward(ctx actor.Context, d *delivery) {
-	for i := range d.recs {
+// errAuthTimeout is why a stream that sent no credential in time closes.
+var errAuthTimeout = errors.New("no credential within the authentication timeout")
+
+// credential takes the first frame of an unauthenticated stream as its
+// credential and hands it to the authentication pool. The frames after it
+// wait, and the stream is not read, until the verdict.
+func (a *connActor) credential(d *delivery) {
+	if a.held != nil {
+		// Only the read that carried the credential is delivered before
+		// the verdict (reading is paused from then on); should another
+		// come, it waits too, in order.
+		a.rt.log.Error("a second read before the credential was checked", "stream", a.s.ID())
+		d.dropFrom(0)
+		return
+	}
+	a.s.setPause(pauseAuth, true)
+	cred := d.recs[0].Payload
+	job := authJob{s: a.s, credential: append([]byte(nil), cred...), deadline: time.Now().Add(a.rt.cfg.AuthTimeout)}
+	d.recs[0].frameDone()
+	a.held, a.heldFrom = d, 1
+	if !a.rt.authPool.submit(job) {
+		a.rt.refuseAuth(a.s, errAuthBusy)
+	}
+}
+
+// errAuthBusy refuses a credential when too many wait to be checked.
+var errAuthBusy = errors.New("too many credentials waiting to be checked; try again")
+
+// authenticated acts on the verdict: the accepted stream is answered,
+// meets its application and is read again; a refused one is answered with
+// the reason and closed.
+func (a *connActor) authenticated(ctx actor.Context, m *authDone) {
+	if a.closing || a.authed {
+		return
+	}
+	if m.err != nil {
+		if a.held != nil {
+			a.held.dropFrom(a.heldFrom)
+			a.held = nil
+		}
+		a.rt.refuseAuth(a.s, m.err)
+		return
+	}
+	a.authed = true
+	a.s.conn.ClearDeadline()
+	a.s.identity.Store(m.id)
+	_ = a.s.conn.Send(authAccepted(m.id))
+	a.startApp(ctx)
+	if d := a.held; d != nil {
+		a.held = nil
+		a.forward(ctx, d, a.heldFrom)
+	}
+	a.s.setPause(pauseAuth, false)
+}
+
+// startApp gives the stream its application actor and tells it the
+// stream is connected.
+func (a *connActor) startApp(ctx actor.Context) {
+	a.app = a.rt.sharedPID
+	if a.rt.perStream {
+		props := a.rt.appProps
+		if a.rt.onLoop {
+			// A copy of the props whose mailbox producer tells this
+			// actor which mailbox it made. A restart keeps the
+			// mailbox, so it is made once.
+			cp := *props
+			props = cp.Configure(actor.WithMailbox(func() actor.Mailbox {
+				a.appBox = newLoopMailbox().(*loopMailbox)
+				return a.appBox
+			}))
+		}
+		pid, err := ctx.SpawnNamed(props, "app")
+		if err != nil {
+			a.rt.log.Error("spawning a per-stream application actor", "stream", a.s.ID(), "err", err)
+			a.s.Close(err)
+			return
+		}
+		a.app = pid
+	}
+	ctx.Send(a.app, &Connected{Stream: a.s, Streams: a.s.list})
+}
+
+// forward hands the frames of d from index from on: telemetry requests
+// to the telemetry path, the rest to the application.
+func (a *connActor) forward(ctx actor.Context, d *delivery, from int) {
+	// The count is read once: once its last frame is handed on, d may be
+	// done and back in the pool, reused by the next read.
+	n := len(d.recs)
+	for i := from; i < n; i++ {
 		r := &d.recs[i]
 		switch {
 		case wire.IsTelemetryRequest(r.Payload):

@@ -91,6 +91,15 @@ func (d *delivery) done() {
 	}
 }
 
+// dropFrom marks the frames from index i on done without handling them:
+// their stream closed, or they came with a refused credential.
+func (d *delivery) dropFrom(i int) {
+	n := len(d.recs)
+	for j := i; j < n; j++ {
+		d.recs[j].frameDone() // the last releases d: nothing of it is read after
+	}
+}
+
 // frameDone is called by the receiver middleware once the application has
 // handled r, whether it returned or panicked.
 func (r *Received) frameDone() {

@@ -31,12 +31,21 @@ type Config struct {
 	// Cluster describes the cluster the broker belongs to, for telemetry
 	// replies; nil (or returning nil) when it runs alone.
 	Cluster func() *telemetry.Cluster
+
+	// Authenticator, when set, checks each stream's credential (its first
+	// frame) before anything else of it reaches an actor; nil lets every
+	// stream in.
+	Authenticator Authenticator
+	// AuthTimeout bounds the time from connecting to an accepted
+	// credential; default 5s.
+	AuthTimeout time.Duration
 }
 
 // Defaults.
 const (
-	DefaultMaxInbound = 1024
-	DefaultMaxSpan    = 60 * time.Second
+	DefaultMaxInbound  = 1024
+	DefaultMaxSpan     = 60 * time.Second
+	DefaultAuthTimeout = 5 * time.Second
 )
 
 // Limits on telemetry requests waiting for their span, so that a flood
@@ -74,14 +83,20 @@ type Runtime struct {
 	supPID    *actor.PID
 	telemPID  *actor.PID
 
-	panics    atomic.Uint64
-	restarts  atomic.Uint64
-	telemReqs atomic.Uint64
-	telemWait atomic.Int64
-	panicLog  rateLimit
-	stopped   atomic.Bool
-	appDone   chan struct{} // closed when the shared application actor stopped itself
-	disp      *dispatcher
+	auth     Authenticator // nil: no authentication
+	authPool *authPool
+
+	panics       atomic.Uint64
+	restarts     atomic.Uint64
+	telemReqs    atomic.Uint64
+	telemWait    atomic.Int64
+	authFailures atomic.Uint64
+	refused      atomic.Uint64
+	panicLog     rateLimit
+	authLog      rateLimit
+	stopped      atomic.Bool
+	appDone      chan struct{} // closed when the shared application actor stopped itself
+	disp         *dispatcher
 }
 
 // Stats are the runtime's own counters.
@@ -90,6 +105,8 @@ type Stats struct {
 	HandlerRestarts   uint64 // application actor restarts
 	TelemetryRequests uint64 // 0x0D requests received
 	TelemetryWaiting  int64  // 0x0D requests waiting for their span now
+	AuthFailures      uint64 // credentials refused (timeouts are netpoll's ClosedHandshake)
+	FramesRefused     uint64 // frames answered with Stream.Refuse
 }
 
 // New starts the actor system and the telemetry actor; Start adds the
@@ -106,6 +123,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = DefaultAuthTimeout
 	}
 	if cfg.Counters == nil {
 		cfg.Counters = func() telemetry.Counters { return telemetry.Counters{} }
@@ -124,6 +144,8 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	r.panicLog.every = time.Second
 	r.panicLog.burst = 5
+	r.authLog.every = time.Second
+	r.authLog.burst = 5
 	r.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(quietHandler{cfg.Logger.Handler()}).With("component", "protoactor")
 	}))
@@ -138,6 +160,10 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("actors: spawning the telemetry actor: %w", err)
 	}
 	r.telemPID = telem
+	if cfg.Authenticator != nil {
+		r.auth = cfg.Authenticator
+		r.authPool = newAuthPool(r, cfg.Authenticator)
+	}
 	return r, nil
 }
 
@@ -224,6 +250,8 @@ func (r *Runtime) Stats() Stats {
 		HandlerRestarts:   r.restarts.Load(),
 		TelemetryRequests: r.telemReqs.Load(),
 		TelemetryWaiting:  r.telemWait.Load(),
+		AuthFailures:      r.authFailures.Load(),
+		FramesRefused:     r.refused.Load(),
 	}
 }
 
@@ -304,6 +332,9 @@ func (r *Runtime) Drain(ctx context.Context) error {
 func (r *Runtime) Shutdown() {
 	if r.stopped.Swap(true) {
 		return
+	}
+	if r.authPool != nil {
+		r.authPool.stop() // before the system: its verdicts are sent through it
 	}
 	r.system.Shutdown()
 	r.disp.stop()

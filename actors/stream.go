@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hydrogen-mq/hydrogen/netpoll"
+	"github.com/hydrogen-mq/hydrogen/telemetry"
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
@@ -23,10 +24,45 @@ type Stream struct {
 	shard int // index of the StreamList shard holding it
 	slot  int // position in that shard, guarded by the shard's lock
 
-	pending atomic.Int32 // frames handed to actors and not yet handled
-	flowMu  sync.Mutex   // orders pause and resume decisions
-	paused  bool         // reading paused for backpressure, under flowMu
-	telem   atomic.Int32 // telemetry requests waiting for their span
+	pending  atomic.Int32 // frames handed to actors and not yet handled
+	flowMu   sync.Mutex   // orders pause and resume decisions
+	paused   pauses       // why reading is paused, under flowMu
+	telem    atomic.Int32 // telemetry requests waiting for their span
+	identity atomic.Pointer[Identity]
+}
+
+// pauses are the reasons a stream's reading is paused; it is read again
+// when there is none.
+type pauses uint8
+
+const (
+	pauseInbound pauses = 1 << iota // frames waiting for the application past MaxInbound
+	pauseAuth                       // the credential is being checked
+)
+
+// setPause sets or clears one reason to pause reading, and pauses or
+// resumes the connection when that changes whether there is any.
+func (s *Stream) setPause(why pauses, on bool) {
+	s.flowMu.Lock()
+	s.setPauseLocked(why, on)
+	s.flowMu.Unlock()
+}
+
+// setPauseLocked is setPause with flowMu held, so that a decision and its
+// effect are one step.
+func (s *Stream) setPauseLocked(why pauses, on bool) {
+	was := s.paused
+	if on {
+		s.paused |= why
+	} else {
+		s.paused &^= why
+	}
+	switch {
+	case was == 0 && s.paused != 0:
+		s.conn.PauseRead()
+	case was != 0 && s.paused == 0:
+		s.conn.ResumeRead()
+	}
 }
 
 // ID is unique among the broker's streams for its lifetime.
@@ -34,6 +70,11 @@ func (s *Stream) ID() uint64 { return s.conn.ID() }
 
 // RemoteAddr is the client's address.
 func (s *Stream) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
+// Identity is who the stream authenticated as; nil when the broker does
+// not authenticate. It is set before the application hears of the stream
+// (Connected) and never changes.
+func (s *Stream) Identity() *Identity { return s.identity.Load() }
 
 // Send queues payload as one frame to this stream; it copies payload.
 // Frames sent from one actor are written in the order sent. It fails with
@@ -45,6 +86,15 @@ func (s *Stream) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 // it piles up past 3/4 of its bound, its own reading stalls (a client
 // that does not read its replies is not read either).
 func (s *Stream) Send(payload []byte) error { return s.conn.SendFrom(s.conn, payload) }
+
+// Refuse answers a frame the application will not act on — one from an
+// identity not allowed to publish, say — with the error object
+// {"error": reason} (docs/PROTOCOL.md) and counts it (frames_refused in the
+// telemetry reply). The stream stays open.
+func (s *Stream) Refuse(reason string) error {
+	s.rt.refused.Add(1)
+	return s.conn.SendFrom(s.conn, telemetry.ErrorReply(reason))
+}
 
 // Close closes the stream; what is queued gets one attempt at being
 // written first. Application actors then receive Closed with the reason
@@ -62,9 +112,8 @@ func (s *Stream) frameDone() {
 		return
 	}
 	s.flowMu.Lock()
-	if s.paused && s.pending.Load() <= s.rt.resumeAt {
-		s.paused = false
-		s.conn.ResumeRead()
+	if s.paused&pauseInbound != 0 && s.pending.Load() <= s.rt.resumeAt {
+		s.setPauseLocked(pauseInbound, false)
 	}
 	s.flowMu.Unlock()
 }
@@ -78,9 +127,8 @@ func (s *Stream) framesIn(n int) {
 	s.flowMu.Lock()
 	// Re-check under the lock: the actors may have caught up meanwhile, and
 	// a pause decided on a stale count would never be undone.
-	if !s.paused && s.pending.Load() > s.rt.maxInbound {
-		s.paused = true
-		s.conn.PauseRead()
+	if s.paused&pauseInbound == 0 && s.pending.Load() > s.rt.maxInbound {
+		s.setPauseLocked(pauseInbound, true)
 	}
 	s.flowMu.Unlock()
 }

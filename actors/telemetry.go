@@ -231,5 +231,7 @@ func (r *Runtime) Counters() telemetry.Counters {
 	st := r.Stats()
 	c.HandlerPanics = st.HandlerPanics
 	c.TelemetryRequests = st.TelemetryRequests
+	c.AuthFailures = st.AuthFailures
+	c.FramesRefused = st.FramesRefused
 	return c
 }

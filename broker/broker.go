@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,7 +38,18 @@ type (
 	Received = actors.Received
 	// Closed is the last message for a stream, with the reason it closed.
 	Closed = actors.Closed
+	// Identity is who an authenticated stream is, and what it may do
+	// (Stream.Identity).
+	Identity = actors.Identity
+	// Authenticator checks a stream's credential, its first frame
+	// (Config.Authenticator).
+	Authenticator = actors.Authenticator
+	// AuthenticatorFunc is a function that is an Authenticator.
+	AuthenticatorFunc = actors.AuthenticatorFunc
 )
+
+// ErrAuth is the reason a stream closes when its credential is refused.
+var ErrAuth = actors.ErrAuth
 
 // Config configures a Broker. The zero value of every field means the
 // default in its comment, so Config{} is a broker on 0.0.0.0:1337.
@@ -101,6 +113,24 @@ type Config struct {
 	// Logger receives the broker's logs, protoactor's included; default
 	// slog.Default().
 	Logger *slog.Logger
+	// Authenticator, when set, makes every stream authenticate: its first
+	// frame is its credential, which the Authenticator checks before any
+	// other frame of it reaches an application or the telemetry actor,
+	// and the broker's first frame to it answers (docs/PROTOCOL.md).
+	// NewTokens and NewJWT are the built-in ones; Credentials combines
+	// several. Default nil: no authentication.
+	Authenticator Authenticator
+	// AuthTimeout closes a stream that has not been authenticated this
+	// long after it connected; default 5s.
+	AuthTimeout time.Duration
+	// TLS, when set, makes the client port TLS with this configuration:
+	// the event loops drive crypto/tls themselves, so a TLS stream keeps
+	// every property of a plain one. With client certificates required
+	// (ClientAuth) and no Authenticator, a stream's identity is its
+	// certificate's subject. The handshake must be done within
+	// TLSHandshakeTimeout (default 5s). Default nil: plain TCP.
+	TLS                 *tls.Config
+	TLSHandshakeTimeout time.Duration
 	// Cluster, when set, joins this broker to a cluster of brokers (see
 	// package actors/cluster): every broadcast through the StreamList
 	// also reaches the streams of every other node, and theirs reach this
@@ -180,14 +210,19 @@ func New(cfg Config) (*Broker, error) {
 		cfg.Logger = slog.Default()
 	}
 	b := &Broker{cfg: cfg, start: time.Now(), stopped: make(chan struct{})}
+	if cfg.AuthTimeout < 0 {
+		return nil, fmt.Errorf("broker: AuthTimeout %v is negative", cfg.AuthTimeout)
+	}
 	rt, err := actors.New(actors.Config{
-		MaxInbound: cfg.MaxInbound,
-		MaxSpan:    cfg.MaxSpan,
-		Shards:     cfg.Loops,
-		Logger:     cfg.Logger,
-		Counters:   b.ioCounters,
-		Cluster:    b.clusterInfo,
-		Start:      b.start,
+		MaxInbound:    cfg.MaxInbound,
+		MaxSpan:       cfg.MaxSpan,
+		Shards:        cfg.Loops,
+		Logger:        cfg.Logger,
+		Counters:      b.ioCounters,
+		Cluster:       b.clusterInfo,
+		Start:         b.start,
+		Authenticator: cfg.Authenticator,
+		AuthTimeout:   cfg.AuthTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -213,6 +248,9 @@ func New(cfg Config) (*Broker, error) {
 		MaxMemory:     cfg.MaxMemory,
 		Overflow:      cfg.Overflow,
 		Logger:        cfg.Logger,
+
+		TLS:                 cfg.TLS,
+		TLSHandshakeTimeout: cfg.TLSHandshakeTimeout,
 	}, rt)
 	if err != nil {
 		lctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
@@ -477,21 +515,22 @@ func (b *Broker) Counters() telemetry.Counters { return b.rt.Counters() }
 func (b *Broker) ioCounters() telemetry.Counters {
 	s := b.srv.Stats()
 	return telemetry.Counters{
-		BytesRecv:      s.BytesRecv,
-		BytesSent:      s.BytesSent,
-		MsgRecv:        s.MsgRecv,
-		MsgSent:        s.MsgSent,
-		NumClients:     s.Open,
-		Accepted:       s.Accepted,
-		SlowConsumers:  s.ClosedSlow,
-		ProtocolErrors: s.ClosedProtocol,
-		ClosedIdle:     s.ClosedIdle,
-		ClosedLimit:    s.ClosedLimit,
-		ClosedMemory:   s.ClosedMemory,
-		ClosedFrame:    s.ClosedFrame,
-		PausedReads:    s.PausedReads,
-		ProducerStalls: s.ProducerStalls,
-		StalledReads:   s.StalledReads,
+		BytesRecv:       s.BytesRecv,
+		BytesSent:       s.BytesSent,
+		MsgRecv:         s.MsgRecv,
+		MsgSent:         s.MsgSent,
+		NumClients:      s.Open,
+		Accepted:        s.Accepted,
+		SlowConsumers:   s.ClosedSlow,
+		ProtocolErrors:  s.ClosedProtocol,
+		ClosedIdle:      s.ClosedIdle,
+		ClosedLimit:     s.ClosedLimit,
+		ClosedMemory:    s.ClosedMemory,
+		ClosedFrame:     s.ClosedFrame,
+		ClosedHandshake: s.ClosedHandshake,
+		PausedReads:     s.PausedReads,
+		ProducerStalls:  s.ProducerStalls,
+		StalledReads:    s.StalledReads,
 		Memory: telemetry.Memory{
 			Used:    s.MemoryUsed,
 			Limit:   s.MemoryLimit,

@@ -21,6 +21,9 @@ type Counters struct {
 	ClosedLimit       uint64 // connections refused at a connection limit (in all, or per address)
 	ClosedMemory      uint64 // connections closed by the memory budget
 	ClosedFrame       uint64 // connections closed for not completing a frame in time
+	ClosedHandshake   uint64 // connections closed for a TLS handshake or authentication that failed or timed out
+	AuthFailures      uint64 // credentials refused
+	FramesRefused     uint64 // frames the application refused with an error frame (publishing without the right, say)
 	PausedReads       int64  // connections whose reading is paused now (inbound backpressure)
 	ProducerStalls    uint64 // times a connection's reading stalled because a queue it fed filled
 	StalledReads      int64  // connections whose reading is stalled so now

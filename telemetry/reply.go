@@ -32,6 +32,9 @@ type Reply struct {
 	ClosedLimit         uint64  `json:"closed_limit"`
 	ClosedMemory        uint64  `json:"closed_memory"`
 	ClosedFrameTimeout  uint64  `json:"closed_frame_timeout"`
+	ClosedHandshake     uint64  `json:"closed_handshake"`
+	AuthFailures        uint64  `json:"auth_failures"`
+	FramesRefused       uint64  `json:"frames_refused"`
 	PausedReads         int64   `json:"paused_reads"`
 	ProducerStalls      uint64  `json:"producer_stalls"`
 	StalledReads        int64   `json:"stalled_reads"`
@@ -126,6 +129,9 @@ func BuildReply(start, now time.Time, c Counters, before, after CPUSample, mem M
 		ClosedLimit:         c.ClosedLimit,
 		ClosedMemory:        c.ClosedMemory,
 		ClosedFrameTimeout:  c.ClosedFrame,
+		ClosedHandshake:     c.ClosedHandshake,
+		AuthFailures:        c.AuthFailures,
+		FramesRefused:       c.FramesRefused,
 		PausedReads:         c.PausedReads,
 		ProducerStalls:      c.ProducerStalls,
 		StalledReads:        c.StalledReads,
