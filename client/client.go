@@ -2,12 +2,15 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
@@ -33,6 +36,8 @@ type Client struct {
 	// Read side, owned by the reader goroutine.
 	dec    wire.Decoder
 	frames chan []byte // application frames for Recv; nil with a handler; closed by the reader when it stops
+	early  [][]byte    // frames that came with the authentication answer, delivered first
+	ident  string      // the identity the broker accepted; "" without WithCredential
 
 	// Telemetry (stats.go). statsSlot holds one token from the moment a
 	// request is about to be sent until its reply has been read, so at
@@ -63,10 +68,29 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	d := net.Dialer{Timeout: o.dialTimeout}
+	if o.dialTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.dialTimeout)
+		defer cancel()
+	}
+	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("hydrogen: dial: %w", err)
+	}
+	if o.tls != nil {
+		cfg := o.tls.Clone()
+		if cfg.ServerName == "" {
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				cfg.ServerName = host
+			}
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("hydrogen: TLS handshake: %w", err)
+		}
+		conn = tc
 	}
 	c := &Client{
 		conn:       conn,
@@ -77,12 +101,97 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		readerDone: make(chan struct{}),
 	}
 	c.dec.Init(o.maxPayload)
+	if o.credential != nil {
+		if err := c.authenticate(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
 	if o.handler == nil {
-		c.frames = make(chan []byte, o.recvBuffer)
+		c.frames = make(chan []byte, max(o.recvBuffer, len(c.early)))
 	}
 	go c.read()
 	return c, nil
 }
+
+// defaultAuthWait bounds the wait for the broker's answer to a credential
+// when ctx has no deadline: the broker's own authentication timeout is 5 s
+// by default.
+const defaultAuthWait = 30 * time.Second
+
+// authenticate sends the credential as the first frame and reads the
+// broker's answer, before the reader goroutine starts. Frames that arrive
+// right behind the answer are kept for the reader to deliver first.
+func (c *Client) authenticate(ctx context.Context) error {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(defaultAuthWait)
+	}
+	c.conn.SetDeadline(deadline)
+	defer c.conn.SetDeadline(time.Time{})
+	f, err := wire.Encode(c.opts.credential)
+	if err != nil {
+		return fmt.Errorf("hydrogen: credential: %w", err)
+	}
+	if _, err := c.conn.Write(f); err != nil {
+		return fmt.Errorf("hydrogen: sending the credential: %w", err)
+	}
+	buf := make([]byte, readBufferSize)
+	var answer []byte
+	for answer == nil {
+		n, err := c.conn.Read(buf)
+		if n > 0 {
+			c.dec.Feed(buf[:n])
+			for {
+				p, ok, derr := c.dec.Next()
+				if derr != nil {
+					return fmt.Errorf("hydrogen: protocol error from the broker: %w", derr)
+				}
+				if !ok {
+					break
+				}
+				if answer == nil {
+					answer = append([]byte(nil), p...)
+				} else {
+					c.early = append(c.early, append([]byte(nil), p...))
+				}
+			}
+		}
+		if err != nil && answer == nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("hydrogen: the broker closed the connection without answering the credential: %w", err)
+			}
+			return fmt.Errorf("hydrogen: waiting for the broker's answer to the credential: %w", err)
+		}
+	}
+	var m struct {
+		Auth     *string `json:"auth"`
+		Identity string  `json:"identity"`
+		Error    *string `json:"error"`
+	}
+	switch {
+	case json.Unmarshal(answer, &m) != nil:
+		return fmt.Errorf("hydrogen: the broker's answer to the credential is not the authentication answer: %q", brief(answer))
+	case m.Error != nil:
+		return &AuthError{Reason: *m.Error}
+	case m.Auth == nil || *m.Auth != "ok":
+		return fmt.Errorf("hydrogen: the broker's answer to the credential is not the authentication answer: %q", brief(answer))
+	}
+	c.ident = m.Identity
+	return nil
+}
+
+// brief cuts a payload for an error message.
+func brief(p []byte) string {
+	if len(p) > 64 {
+		return string(p[:64]) + "..."
+	}
+	return string(p)
+}
+
+// Identity is the name the broker accepted the credential as
+// (WithCredential); "" when the Client did not authenticate.
+func (c *Client) Identity() string { return c.ident }
 
 // Close closes the connection and waits for the Client's reader goroutine
 // to stop, including a handler call in progress. Calls blocked in Recv,
@@ -199,6 +308,12 @@ func (c *Client) read() {
 	if c.frames != nil {
 		defer close(c.frames)
 	}
+	for _, p := range c.early {
+		if !c.deliver(p) {
+			return
+		}
+	}
+	c.early = nil
 	buf := make([]byte, readBufferSize)
 	for {
 		n, err := c.conn.Read(buf)

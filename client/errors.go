@@ -26,6 +26,21 @@ var (
 // errClosed is the error of every call on a Client after Close.
 var errClosed = fmt.Errorf("hydrogen: client closed: %w", net.ErrClosed)
 
+// ErrAuthRefused is wrapped by the error of a Dial whose credential the
+// broker refused; errors.As gives the *AuthError with its reason.
+var ErrAuthRefused = errors.New("hydrogen: authentication refused")
+
+// AuthError is the broker's refusal of a credential: its answer was the
+// object {"error": Reason}, and it closed the connection.
+type AuthError struct {
+	Reason string // the broker's text, as sent
+}
+
+func (e *AuthError) Error() string { return "hydrogen: authentication refused: " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrAuthRefused) hold.
+func (e *AuthError) Unwrap() error { return ErrAuthRefused }
+
 // BrokerError is the broker's refusal of a telemetry request: its reply was
 // the object {"error": Reason}, for a span that is not finite or not in
 // (0, max], or when too many requests are waiting. The connection stays

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -24,14 +25,16 @@ type options struct {
 	maxPayload  int
 	recvBuffer  int
 	handler     func(payload []byte)
+	credential  []byte
+	tls         *tls.Config
 
 	maxPayloadSet bool
 	recvBufferSet bool
 }
 
-// WithDialTimeout bounds the time Dial waits for the connection to be
-// established, in addition to the deadline of Dial's context. Zero, the
-// default, means no bound beyond the context's.
+// WithDialTimeout bounds the time Dial takes — connecting, the TLS
+// handshake and authentication — in addition to the deadline of Dial's
+// context. Zero, the default, means no bound beyond the context's.
 func WithDialTimeout(d time.Duration) Option {
 	return func(o *options) { o.dialTimeout = d }
 }
@@ -75,6 +78,26 @@ func WithHandler(h func(payload []byte)) Option {
 	return func(o *options) { o.handler = h }
 }
 
+// WithCredential makes Dial authenticate: it sends credential (a token,
+// a JWT) as the connection's first frame and waits for the broker's answer
+// (docs/PROTOCOL.md, Authentication) before it returns. A refusal fails
+// Dial with an *AuthError; Client.Identity is the name the broker
+// accepted.
+func WithCredential(credential []byte) Option {
+	return func(o *options) { o.credential = append([]byte(nil), credential...) }
+}
+
+// WithTLS makes Dial speak TLS with config (its ServerName defaults to
+// addr's host). A nil config means TLS with the system's roots.
+func WithTLS(config *tls.Config) Option {
+	return func(o *options) {
+		if config == nil {
+			config = &tls.Config{}
+		}
+		o.tls = config
+	}
+}
+
 func (o *options) validate() error {
 	if o.dialTimeout < 0 {
 		return fmt.Errorf("hydrogen: dial timeout %v is negative", o.dialTimeout)
@@ -83,6 +106,9 @@ func (o *options) validate() error {
 		o.maxPayload = wire.MaxPayload
 	} else if o.maxPayload < 0 || o.maxPayload > wire.MaxPayload {
 		return fmt.Errorf("hydrogen: max payload %d is outside [0, %d]", o.maxPayload, wire.MaxPayload)
+	}
+	if len(o.credential) > wire.MaxPayload {
+		return fmt.Errorf("hydrogen: credential of %d bytes is over a frame's %d", len(o.credential), wire.MaxPayload)
 	}
 	if !o.recvBufferSet {
 		o.recvBuffer = defaultRecvBuffer

@@ -49,6 +49,10 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "127.0.0.1:1337", "broker `address`")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	quiet := fs.Bool("quiet", false, "no progress line")
+	var cf clientFlags
+	cf.register(fs)
+	var cn loadgen.Connect // set from cf once the flags are parsed
+	var dialOpts []client.Option
 	var run func(ctx context.Context, progress func(loadgen.Progress)) (any, error)
 	switch mode {
 	case "echo":
@@ -58,7 +62,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		dur := fs.Duration("duration", 10*time.Second, "how long to measure")
 		count := fs.Int64("count", 0, "stop after this many round trips (0: run for --duration)")
 		run = func(ctx context.Context, p func(loadgen.Progress)) (any, error) {
-			return loadgen.Echo(ctx, loadgen.EchoConfig{Addr: *addr, Conns: *conns, InFlight: *inflight, PayloadSize: *size, Duration: *dur, Count: *count, Progress: p})
+			return loadgen.Echo(ctx, loadgen.EchoConfig{Addr: *addr, Connect: cn, Conns: *conns, InFlight: *inflight, PayloadSize: *size, Duration: *dur, Count: *count, Progress: p})
 		}
 	case "fanout":
 		pubs := fs.Int("publishers", 1, "publishing connections")
@@ -68,14 +72,14 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		dur := fs.Duration("duration", 10*time.Second, "how long to publish")
 		count := fs.Int64("count", 0, "publish this many frames in all (0: run for --duration)")
 		run = func(ctx context.Context, p func(loadgen.Progress)) (any, error) {
-			return loadgen.Fanout(ctx, loadgen.FanoutConfig{Addr: *addr, Publishers: *pubs, Subscribers: *subs, PayloadSize: *size, Window: *window, Duration: *dur, Count: *count, Progress: p})
+			return loadgen.Fanout(ctx, loadgen.FanoutConfig{Addr: *addr, Connect: cn, Publishers: *pubs, Subscribers: *subs, PayloadSize: *size, Window: *window, Duration: *dur, Count: *count, Progress: p})
 		}
 	case "conns":
 		n := fs.Int("n", 1000, "connections to open and verify")
 		conc := fs.Int("concurrency", 100, "dials under way at once")
 		hold := fs.Duration("hold", 0, "keep the connections open this long after they are verified")
 		run = func(ctx context.Context, p func(loadgen.Progress)) (any, error) {
-			set, err := loadgen.Open(ctx, loadgen.ConnsConfig{Addr: *addr, N: *n, DialConcurrency: *conc, Progress: p})
+			set, err := loadgen.Open(ctx, loadgen.ConnsConfig{Addr: *addr, Connect: cn, N: *n, DialConcurrency: *conc, Progress: p})
 			if err != nil {
 				return nil, err
 			}
@@ -83,7 +87,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			res := connsReport{ConnsResult: set.Result(), NumClients: -1}
 			// Ask the broker how many clients it sees while they are all
 			// open; the telemetry connection itself is one of them.
-			c, err := client.Dial(ctx, *addr)
+			c, err := client.Dial(ctx, *addr, dialOpts...)
 			if err == nil {
 				if st, err := c.Stats(ctx, 0.1); err == nil {
 					res.NumClients = int64(st.NumClients) - 1
@@ -113,6 +117,13 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, "bench "+mode, "unexpected argument %q", fs.Arg(0))
 	}
 	if err := applyEnv(fs, lookupEnv); err != nil {
+		return usageError(stderr, "bench "+mode, "%v", err)
+	}
+	var err error
+	if cn, err = cf.connect(); err != nil {
+		return usageError(stderr, "bench "+mode, "%v", err)
+	}
+	if dialOpts, err = cf.dialOptions(); err != nil {
 		return usageError(stderr, "bench "+mode, "%v", err)
 	}
 

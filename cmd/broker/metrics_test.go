@@ -21,33 +21,37 @@ import (
 
 // hydrogenMetrics are the broker's own metrics and their types.
 var hydrogenMetrics = map[string]dto.MetricType{
-	"hydrogen_frames_received_total":      dto.MetricType_COUNTER,
-	"hydrogen_frames_sent_total":          dto.MetricType_COUNTER,
-	"hydrogen_received_bytes_total":       dto.MetricType_COUNTER,
-	"hydrogen_sent_bytes_total":           dto.MetricType_COUNTER,
-	"hydrogen_connections_accepted_total": dto.MetricType_COUNTER,
-	"hydrogen_connections_open":           dto.MetricType_GAUGE,
-	"hydrogen_connections_closed_total":   dto.MetricType_COUNTER,
-	"hydrogen_slow_consumers_total":       dto.MetricType_COUNTER,
-	"hydrogen_protocol_errors_total":      dto.MetricType_COUNTER,
-	"hydrogen_accept_backoffs_total":      dto.MetricType_COUNTER,
-	"hydrogen_telemetry_requests_total":   dto.MetricType_COUNTER,
-	"hydrogen_telemetry_requests_waiting": dto.MetricType_GAUGE,
-	"hydrogen_outbound_queued_bytes":      dto.MetricType_GAUGE,
-	"hydrogen_connections_read_paused":    dto.MetricType_GAUGE,
-	"hydrogen_handler_panics_total":       dto.MetricType_COUNTER,
-	"hydrogen_handler_restarts_total":     dto.MetricType_COUNTER,
-	"hydrogen_uptime_seconds":             dto.MetricType_GAUGE,
-	"hydrogen_producer_stalls_total":      dto.MetricType_COUNTER,
-	"hydrogen_connections_read_stalled":   dto.MetricType_GAUGE,
-	"hydrogen_memory_used_bytes":          dto.MetricType_GAUGE,
-	"hydrogen_memory_limit_bytes":         dto.MetricType_GAUGE,
-	"hydrogen_memory_stalls_total":        dto.MetricType_COUNTER,
+	"hydrogen_frames_received_total":        dto.MetricType_COUNTER,
+	"hydrogen_frames_sent_total":            dto.MetricType_COUNTER,
+	"hydrogen_received_bytes_total":         dto.MetricType_COUNTER,
+	"hydrogen_sent_bytes_total":             dto.MetricType_COUNTER,
+	"hydrogen_connections_accepted_total":   dto.MetricType_COUNTER,
+	"hydrogen_connections_open":             dto.MetricType_GAUGE,
+	"hydrogen_connections_closed_total":     dto.MetricType_COUNTER,
+	"hydrogen_slow_consumers_total":         dto.MetricType_COUNTER,
+	"hydrogen_protocol_errors_total":        dto.MetricType_COUNTER,
+	"hydrogen_accept_backoffs_total":        dto.MetricType_COUNTER,
+	"hydrogen_telemetry_requests_total":     dto.MetricType_COUNTER,
+	"hydrogen_telemetry_requests_waiting":   dto.MetricType_GAUGE,
+	"hydrogen_outbound_queued_bytes":        dto.MetricType_GAUGE,
+	"hydrogen_connections_read_paused":      dto.MetricType_GAUGE,
+	"hydrogen_handler_panics_total":         dto.MetricType_COUNTER,
+	"hydrogen_handler_restarts_total":       dto.MetricType_COUNTER,
+	"hydrogen_uptime_seconds":               dto.MetricType_GAUGE,
+	"hydrogen_producer_stalls_total":        dto.MetricType_COUNTER,
+	"hydrogen_connections_read_stalled":     dto.MetricType_GAUGE,
+	"hydrogen_memory_used_bytes":            dto.MetricType_GAUGE,
+	"hydrogen_memory_limit_bytes":           dto.MetricType_GAUGE,
+	"hydrogen_memory_stalls_total":          dto.MetricType_COUNTER,
+	"hydrogen_auth_failures_total":          dto.MetricType_COUNTER,
+	"hydrogen_frames_refused_total":         dto.MetricType_COUNTER,
+	"hydrogen_tls_handshakes_total":         dto.MetricType_COUNTER,
+	"hydrogen_tls_handshake_failures_total": dto.MetricType_COUNTER,
 }
 
 // closeReasons are the values of hydrogen_connections_closed_total's
 // reason label.
-var closeReasons = []string{"peer", "reset", "protocol_error", "slow_consumer", "memory", "limit", "idle", "frame_timeout", "shutdown", "local"}
+var closeReasons = []string{"peer", "reset", "protocol_error", "slow_consumer", "memory", "limit", "idle", "frame_timeout", "handshake", "shutdown", "local"}
 
 // scrapeErr GETs /metrics and parses the text exposition.
 func scrapeErr(hc *http.Client, base string) ([]byte, map[string]*dto.MetricFamily, error) {

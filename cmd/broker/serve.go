@@ -42,6 +42,7 @@ type serveFlags struct {
 	logFormat     string
 	httpAddr      string
 	cluster       clusterFlags
+	security      securityFlags
 }
 
 func serveFlagSet(f *serveFlags) *flag.FlagSet {
@@ -67,6 +68,7 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.httpAddr, "http-addr", "", "serve HTTP monitoring (/metrics, /healthz, /stats) on this `address`, e.g. 127.0.0.1:8222; off when empty")
+	f.security.register(fs)
 	f.cluster.register(fs)
 	withEnvHelp(fs)
 	fs.Usage = func() {
@@ -83,6 +85,12 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 		fmt.Fprintln(w, "a shutdown begins) and /stats (the telemetry reply as JSON, at once). It stays")
 		fmt.Fprintln(w, "up while the broker drains and stops after it.")
 		fmt.Fprintln(w)
+		fmt.Fprintln(w, "With --auth-token-file FILE or --auth-jwt-key FILE every client authenticates:")
+		fmt.Fprintln(w, "its first frame is its credential (a token or a JWT), answered before anything")
+		fmt.Fprintln(w, "else of it is read. With --tls-cert and --tls-key the client port is TLS, and")
+		fmt.Fprintln(w, "with --tls-client-ca clients must present certificates signed by that CA.")
+		fmt.Fprintln(w, "SIGHUP re-reads the token file, keys and certificate without dropping anyone.")
+		fmt.Fprintln(w)
 		fmt.Fprintln(w, "With --cluster NAME --cluster-addr HOST:PORT --peers HOST:PORT,... it joins a")
 		fmt.Fprintln(w, "cluster of brokers (protoactor-go's, automanaged membership over the peers):")
 		fmt.Fprintln(w, "a broadcast on any node reaches the streams of every node.")
@@ -95,15 +103,15 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 
 func runServe(args []string, stdout, stderr io.Writer) int {
 	return serve(args, stdout, stderr, func(c chan<- os.Signal) (stop func()) {
-		signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
+		signal.Notify(c, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		return func() { signal.Stop(c) }
 	})
 }
 
 // serve is runServe with the signal subscription handed in, so that tests
 // can deliver a signal to the one serve they run rather than to the whole
-// test process. notify arranges for SIGINT and SIGTERM to reach c; the
-// function it returns undoes that.
+// test process. notify arranges for SIGINT, SIGTERM and SIGHUP to reach
+// c; the function it returns undoes that.
 func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Signal) (stop func())) int {
 	var f serveFlags
 	fs := serveFlagSet(&f)
@@ -177,6 +185,15 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 	if err != nil {
 		return usageError(stderr, "serve", "%v", err)
 	}
+	auth, reloaders, err := f.security.authenticator()
+	if err != nil {
+		return usageError(stderr, "serve", "%v", err)
+	}
+	tlsCfg, tlsReload, err := f.security.tlsConfig()
+	if err != nil {
+		return usageError(stderr, "serve", "%v", err)
+	}
+	reloaders = append(reloaders, tlsReload...)
 
 	// The monitoring address is bound before the broker's, so that a
 	// failure to bind it leaves nothing to unwind but this listener.
@@ -207,6 +224,9 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		DrainTimeout:  f.drainTimeout,
 		Logger:        log,
 		Cluster:       clusterCfg,
+		Authenticator: auth,
+		AuthTimeout:   f.security.authTimeout,
+		TLS:           tlsCfg,
 	})
 	if err != nil {
 		if httpLn != nil {
@@ -225,7 +245,8 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 
 	served := make(chan error, 1)
 	go func() { served <- b.Serve(context.Background()) }()
-	log.Info("listening", "addr", b.Addr().String(), "app", f.app, "loops", b.Loops(), "max_memory", f.maxMemory.String(), "overflow", overflow.String(), "version", versionString())
+	log.Info("listening", "addr", b.Addr().String(), "app", f.app, "loops", b.Loops(), "max_memory", f.maxMemory.String(), "overflow", overflow.String(), "auth", auth != nil, "tls", tlsCfg != nil, "version", versionString())
+	warnIfOpen(log, b.Addr(), auth != nil, tlsCfg != nil)
 	// The monitoring server stops on the way out: after the broker has
 	// drained and stopped, so /healthz answers 503 all through the drain;
 	// at once after a second signal.
@@ -255,6 +276,10 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 			log.Info("stopped")
 			return exitOK
 		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				reloadAll(reloaders, log)
+				continue
+			}
 			if shutdown != nil {
 				log.Warn("second signal; exiting at once", "signal", sig.String())
 				httpStopTimeout = 0

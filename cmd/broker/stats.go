@@ -24,6 +24,8 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the reply's JSON exactly as received")
 	watch := fs.Bool("watch", false, "keep asking and show a live view (rates per second, connections, CPU per core) until interrupted")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait to connect, and for a reply beyond the span")
+	var cf clientFlags
+	cf.register(fs)
 	withEnvHelp(fs)
 	fs.Usage = func() {
 		w := fs.Output()
@@ -53,11 +55,15 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 	if *asJSON && *watch {
 		return usageError(stderr, "stats", "--json and --watch do not go together")
 	}
+	opts, err := cf.dialOptions()
+	if err != nil {
+		return usageError(stderr, "stats", "%v", err)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	dctx, cancel := context.WithTimeout(ctx, *timeout)
-	c, err := client.Dial(dctx, *addr)
+	c, err := client.Dial(dctx, *addr, opts...)
 	cancel()
 	if err != nil {
 		fmt.Fprintf(stderr, "broker stats: %v\n", err)

@@ -52,7 +52,7 @@ func TestCABI(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("pingpong exited %d\nstdout:\n%s\nstderr:\n%s\nbroker log:\n%s", code, stdout, stderr, b.Log())
 		}
-		checkPingpong(t, stdout)
+		checkPingpong(t, stdout, 2)
 		if stderr != "" {
 			t.Errorf("pingpong wrote to stderr:\n%s", stderr)
 		}
@@ -77,6 +77,8 @@ func TestCABI(t *testing.T) {
 		}
 	})
 
+	t.Run("PingpongSecure", func(t *testing.T) { testPingpongSecure(t, dir, broker) })
+
 	t.Run("Threads", func(t *testing.T) {
 		b := startBroker(t, broker)
 		stdout, stderr, code := runProgram(t, filepath.Join(dir, "threads"), b.Addr)
@@ -89,7 +91,7 @@ func TestCABI(t *testing.T) {
 
 // checkPingpong checks the example's output line by line: the exchange,
 // the reply as received, and the fields it parsed out of it.
-func checkPingpong(t *testing.T, stdout string) {
+func checkPingpong(t *testing.T, stdout string, msgRecv uint64) {
 	t.Helper()
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
 	if len(lines) != 6 {
@@ -115,17 +117,17 @@ func checkPingpong(t *testing.T, stdout string) {
 		t.Fatalf("telemetry reply lacks a required field:\n%s", raw)
 	}
 	// A fresh broker, and this program its only client: it has received
-	// the ping and the telemetry request.
+	// the ping and the telemetry request (and the credential, if any).
 	want := []string{
 		fmt.Sprintf("up_time: %d", *reply.UpTime),
 		"num_clients: 1",
-		"msg_recv: 2",
+		fmt.Sprintf("msg_recv: %d", msgRecv),
 	}
 	if got := lines[3:]; !slices.Equal(got, want) {
 		t.Errorf("parsed fields:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if *reply.NumClients != 1 || *reply.MsgRecv != 2 {
-		t.Errorf("reply has num_clients %d, msg_recv %d; want 1 and 2", *reply.NumClients, *reply.MsgRecv)
+	if *reply.NumClients != 1 || *reply.MsgRecv != msgRecv {
+		t.Errorf("reply has num_clients %d, msg_recv %d; want 1 and %d", *reply.NumClients, *reply.MsgRecv, msgRecv)
 	}
 }
 
@@ -236,9 +238,16 @@ func run(t *testing.T, dir, name string, args ...string) {
 // stderr and exit code.
 func runProgram(t *testing.T, prog string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runProgramEnv(t, nil, prog, args...)
+}
+
+// runProgramEnv is runProgram with env added to the environment.
+func runProgramEnv(t *testing.T, env []string, prog string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, prog, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.WaitDelay = 5 * time.Second
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ const (
 	codeIO        int32 = C.HY_EIO
 	codeProto     int32 = C.HY_EPROTO
 	codeInternal  int32 = C.HY_EINTERNAL
+	codeAuth      int32 = C.HY_EAUTH
 )
 
 // codeOf maps an error of the client, or of this package, to the return
@@ -40,10 +42,13 @@ func codeOf(err error) int32 {
 		refused  *client.BrokerError
 		proto    *wire.ProtocolError
 		netErr   net.Error
+		certErr  *tls.CertificateVerificationError
 	)
 	switch {
 	case err == nil:
 		return codeOK
+	case errors.Is(err, client.ErrAuthRefused), errors.As(err, &certErr):
+		return codeAuth
 	case errors.As(err, &tooSmall):
 		return codeTooSmall
 	case errors.As(err, &refused):

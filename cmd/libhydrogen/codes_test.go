@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,8 @@ func TestCodeOf(t *testing.T) {
 		{"closed inside a frame", wrap(io.ErrUnexpectedEOF), codeClosed},
 		{"protocol error", wrap(&wire.ProtocolError{Err: wire.ErrBadEnd}), codeProto},
 		{"malformed reply", wrap(client.ErrBadReply), codeProto},
+		{"credential refused", wrap(&client.AuthError{Reason: "auth: credential refused"}), codeAuth},
+		{"certificate not trusted", wrap(&tls.CertificateVerificationError{Err: errors.New("unknown authority")}), codeAuth},
 		{"refused connection", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, codeIO},
 		{"other", errors.New("something else"), codeIO},
 	}

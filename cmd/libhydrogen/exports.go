@@ -18,8 +18,11 @@ import "C"
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
+	"os"
 	"time"
 	"unsafe"
 
@@ -48,6 +51,60 @@ func hy_connect(addr *C.hy_const_char, timeoutMS C.int32_t) C.int64_t {
 				return int64(fail(codeTimeout, "hy_connect: %s: not connected within %d ms", a, timeoutMS))
 			}
 			return int64(failErr("hy_connect", err))
+		}
+		handle := handles.add(newConn(c))
+		succeed(codeOK)
+		return handle
+	}))
+}
+
+//export hy_connect_secure
+func hy_connect_secure(addr, credential *C.hy_const_char, useTLS C.int32_t, caFile, serverName *C.hy_const_char, timeoutMS C.int32_t) C.int64_t {
+	return C.int64_t(guarded("hy_connect_secure", func() int64 {
+		if addr == nil {
+			return int64(fail(codeInval, "hy_connect_secure: addr is NULL"))
+		}
+		a := C.GoString((*C.char)(unsafe.Pointer(addr)))
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return int64(fail(codeInval, "hy_connect_secure: address %q: %v", a, err))
+		}
+		var opts []client.Option
+		if credential != nil {
+			cred := C.GoString((*C.char)(unsafe.Pointer(credential)))
+			if len(cred) > wire.MaxPayload {
+				return int64(fail(codeInval, "hy_connect_secure: the credential is %d bytes, over %d", len(cred), wire.MaxPayload))
+			}
+			opts = append(opts, client.WithCredential([]byte(cred)))
+		}
+		if useTLS != 0 || caFile != nil || serverName != nil {
+			cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+			if serverName != nil {
+				cfg.ServerName = C.GoString((*C.char)(unsafe.Pointer(serverName)))
+			}
+			if caFile != nil {
+				path := C.GoString((*C.char)(unsafe.Pointer(caFile)))
+				pem, err := os.ReadFile(path)
+				if err != nil {
+					return int64(fail(codeInval, "hy_connect_secure: tls_ca_file: %v", err))
+				}
+				cfg.RootCAs = x509.NewCertPool()
+				if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+					return int64(fail(codeInval, "hy_connect_secure: tls_ca_file %s holds no PEM certificate", path))
+				}
+			}
+			opts = append(opts, client.WithTLS(cfg))
+		}
+		ctx, cancel, valid := waitContext(int32(timeoutMS))
+		if !valid {
+			return int64(fail(codeInval, "hy_connect_secure: timeout_ms is 0; pass a positive bound or HY_NO_TIMEOUT"))
+		}
+		defer cancel()
+		c, err := client.Dial(ctx, a, opts...)
+		if err != nil {
+			if ctx.Err() != nil {
+				return int64(fail(codeTimeout, "hy_connect_secure: %s: not connected within %d ms", a, timeoutMS))
+			}
+			return int64(failErr("hy_connect_secure", err))
 		}
 		handle := handles.add(newConn(c))
 		succeed(codeOK)

@@ -82,6 +82,9 @@ extern "C" {
                               telemetry reply (the connection ends on the first) */
 #define HY_EINTERNAL  (-9) /* a bug in the library, caught before it reached the
                               caller; hy_last_error says what */
+#define HY_EAUTH      (-10) /* the broker refused the credential (hy_last_error holds
+                               its reason), or the TLS handshake failed: the server's
+                               certificate is not trusted or not for that name */
 
 /* HY_NO_TIMEOUT, as a timeout_ms, waits without a bound. */
 #define HY_NO_TIMEOUT (-1)
@@ -101,6 +104,31 @@ extern "C" {
  * does not resolve). Release the handle with hy_close.
  */
 int64_t hy_connect(const char *addr, int32_t timeout_ms);
+
+/*
+ * hy_connect_secure is hy_connect to a broker that requires TLS, a
+ * credential, or both (docs/PROTOCOL.md, Authentication). Each of the
+ * string arguments may be NULL:
+ *
+ *   credential       the token or JWT, sent as the first frame; the broker's
+ *                    answer is awaited before the function returns
+ *   tls_ca_file      a PEM file of the CA certificates to trust; with it,
+ *                    or with use_tls non-zero, the connection speaks TLS
+ *                    (the system's roots when this is NULL)
+ *   tls_server_name  the name the broker's certificate must carry; default
+ *                    the host of addr
+ *
+ * timeout_ms bounds it all: connecting, the TLS handshake and the answer to
+ * the credential.
+ *
+ * Returns a positive handle, or what hy_connect returns, or HY_EAUTH (the
+ * credential was refused, or the TLS handshake failed; hy_last_error says
+ * why), or HY_EINVAL (a credential over HY_MAX_PAYLOAD bytes, a CA file
+ * that cannot be read or holds no certificate).
+ */
+int64_t hy_connect_secure(const char *addr, const char *credential, int32_t use_tls,
+                          const char *tls_ca_file, const char *tls_server_name,
+                          int32_t timeout_ms);
 
 /*
  * hy_send sends the len bytes at buf as one message (buf may be NULL when

@@ -14,6 +14,12 @@
  *   num_clients: 1
  *   msg_recv: 2
  *
+ * To a broker that requires TLS or authentication, give them in the
+ * environment: HYDROGEN_TLS_CA (a PEM file of the CA to trust) turns on
+ * TLS, HYDROGEN_CREDENTIAL is the token or JWT sent first:
+ *
+ *   $ HYDROGEN_TLS_CA=ca.pem HYDROGEN_CREDENTIAL=$(cat token) ./pingpong 127.0.0.1:1337
+ *
  * Exit status 0 on success; on any error, a message on stderr and 1.
  * Build: see README.md in this directory.
  */
@@ -53,7 +59,14 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 
-	int64_t h = hy_connect(argv[1], 5000);
+	const char *ca = getenv("HYDROGEN_TLS_CA");
+	const char *credential = getenv("HYDROGEN_CREDENTIAL");
+	int64_t h;
+	if (ca != NULL || credential != NULL) {
+		h = hy_connect_secure(argv[1], credential, ca != NULL, ca, NULL, 5000);
+	} else {
+		h = hy_connect(argv[1], 5000);
+	}
 	if (h < 0) die("connect", h);
 
 	const char *ping = "ping";

@@ -1,6 +1,7 @@
 package baseline
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -72,13 +73,21 @@ type peer struct {
 
 // Listen starts a server on addr (host:port; port 0 picks a free one) in
 // the given mode.
-func Listen(addr string, mode Mode) (*Server, error) {
+func Listen(addr string, mode Mode) (*Server, error) { return ListenTLS(addr, mode, nil) }
+
+// ListenTLS is Listen with every connection over TLS (crypto/tls, one
+// goroutine per connection, as a Go server is usually written); a nil cfg
+// means plain TCP.
+func ListenTLS(addr string, mode Mode, cfg *tls.Config) (*Server, error) {
 	if mode != Echo && mode != Broadcast {
 		return nil, fmt.Errorf("baseline: unknown mode %d", int(mode))
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
 	}
 	s := &Server{
 		ln:    ln,

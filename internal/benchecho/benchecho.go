@@ -8,12 +8,16 @@ package benchecho
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/hydrogen-mq/hydrogen/internal/baseline"
 	"github.com/hydrogen-mq/hydrogen/internal/benchproc"
 	"github.com/hydrogen-mq/hydrogen/internal/loadgen"
+	"github.com/hydrogen-mq/hydrogen/internal/testpki"
 )
 
 // Payload is the size of every frame's payload, in bytes.
@@ -27,6 +31,12 @@ const Payload = 64
 // reported apart (server-cpu-ns/msg, client-cpu-ns/msg). A failed run or
 // any error counted by the load generator fails b.
 func Run(b *testing.B, addr string, server *benchproc.Proc, conns, inFlight int, perOp int64) {
+	RunConnect(b, addr, loadgen.Connect{}, server, conns, inFlight, perOp)
+}
+
+// RunConnect is Run with the load generator's connections made as cn
+// says (over TLS, say).
+func RunConnect(b *testing.B, addr string, cn loadgen.Connect, server *benchproc.Proc, conns, inFlight int, perOp int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	b.ReportAllocs()
@@ -38,7 +48,7 @@ func Run(b *testing.B, addr string, server *benchproc.Proc, conns, inFlight int,
 	b.ResetTimer()
 	cpu0 := benchproc.SelfCPU()
 	res, err := loadgen.Echo(ctx, loadgen.EchoConfig{
-		Addr: addr, Conns: conns, InFlight: inFlight, PayloadSize: Payload,
+		Addr: addr, Connect: cn, Conns: conns, InFlight: inFlight, PayloadSize: Payload,
 		Count: int64(b.N) * perOp,
 	})
 	cpu := benchproc.SelfCPU() - cpu0
@@ -68,6 +78,47 @@ func ReportLatency(b *testing.B, l loadgen.Latency) {
 // benchproc.Servers entry: it runs until the process exits.
 func ServeBaseline() (string, error) {
 	s, err := baseline.Listen("127.0.0.1:0", baseline.Echo)
+	if err != nil {
+		return "", err
+	}
+	return s.Addr(), nil
+}
+
+// The TLS benchmarks' certificate reaches a server process in these
+// variables, set by SetupTLS in the parent.
+const (
+	envTLSCert = "HYDROGEN_BENCH_TLS_CERT"
+	envTLSKey  = "HYDROGEN_BENCH_TLS_KEY"
+)
+
+// SetupTLS makes a CA and a certificate for 127.0.0.1, hands the
+// certificate to server processes started after it (through the
+// environment), and returns how the load generator connects to them.
+func SetupTLS(b *testing.B) loadgen.Connect {
+	ca := testpki.NewCA(b, "benchmark CA")
+	cert, key := testpki.Files(b, b.TempDir(), "server", ca.Issue(b, "127.0.0.1", "127.0.0.1"))
+	b.Setenv(envTLSCert, cert)
+	b.Setenv(envTLSKey, key)
+	return loadgen.Connect{TLS: &tls.Config{RootCAs: ca.Pool}}
+}
+
+// ServerTLS is the server side of SetupTLS, in a server process.
+func ServerTLS() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(os.Getenv(envTLSCert), os.Getenv(envTLSKey))
+	if err != nil {
+		return nil, fmt.Errorf("benchecho: the TLS certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// ServeBaselineTLS is ServeBaseline over TLS (crypto/tls, a goroutine per
+// connection), with the certificate of SetupTLS.
+func ServeBaselineTLS() (string, error) {
+	cfg, err := ServerTLS()
+	if err != nil {
+		return "", err
+	}
+	s, err := baseline.ListenTLS("127.0.0.1:0", baseline.Echo, cfg)
 	if err != nil {
 		return "", err
 	}

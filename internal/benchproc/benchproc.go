@@ -117,6 +117,26 @@ type Proc struct {
 	out *bufio.Reader
 }
 
+// RSS is the child's resident set, in bytes, from /proc.
+func (p *Proc) RSS(tb testing.TB) int64 {
+	tb.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
+	if err != nil {
+		tb.Fatalf("benchproc: %v", err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				tb.Fatalf("benchproc: VmRSS %q: %v", rest, err)
+			}
+			return kb << 10
+		}
+	}
+	tb.Fatal("benchproc: no VmRSS")
+	return 0
+}
+
 // Start runs the server name in a child copy of the test binary and
 // waits for its address. The child is stopped when tb's test ends.
 func Start(tb testing.TB, name string) *Proc {

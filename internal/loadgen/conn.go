@@ -1,7 +1,9 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
 // Defaults for the fields every Config shares.
@@ -26,9 +30,74 @@ const (
 	maxBatchBytes = 64 << 10
 )
 
+// Connect is how a load generator's connections reach a broker beyond
+// TCP: TLS, and a credential, when the broker requires them.
+type Connect struct {
+	TLS        *tls.Config // nil: plain TCP
+	Credential []byte      // nil: no authentication
+}
+
+// dial opens one connection to addr: TCP, then the TLS handshake and
+// the credential's, if asked for. The credential's answer is read to its
+// last byte and no further, so nothing meant for the generator is lost.
+func (cn Connect) dial(ctx context.Context, d *net.Dialer, addr string) (net.Conn, error) {
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if cn.TLS != nil {
+		cfg := cn.TLS.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		hctx, cancel := context.WithTimeout(ctx, d.Timeout)
+		tc := tls.Client(c, cfg)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		c = tc
+	}
+	if cn.Credential != nil {
+		if err := authenticate(c, cn.Credential, d.Timeout); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// authenticate sends credential as the first frame and reads the
+// broker's answer, one frame, which must accept it.
+func authenticate(c net.Conn, credential []byte, timeout time.Duration) error {
+	c.SetDeadline(time.Now().Add(timeout))
+	defer c.SetDeadline(time.Time{})
+	f, err := wire.Encode(credential)
+	if err != nil {
+		return fmt.Errorf("credential: %w", err)
+	}
+	if _, err := c.Write(f); err != nil {
+		return fmt.Errorf("sending the credential: %w", err)
+	}
+	var hdr [wire.HeaderSize]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return fmt.Errorf("waiting for the answer to the credential: %w", err)
+	}
+	p := make([]byte, int(hdr[1])<<8|int(hdr[2])+1)
+	if _, err := io.ReadFull(c, p); err != nil {
+		return fmt.Errorf("reading the answer to the credential: %w", err)
+	}
+	if !bytes.HasPrefix(p, []byte(`{"auth":"ok"`)) {
+		return fmt.Errorf("credential refused: %s", p[:len(p)-1])
+	}
+	return nil
+}
+
 // dialAll opens n connections to addr, at most workers at a time. On any
 // failure it closes those it opened and returns the first error.
-func dialAll(ctx context.Context, addr string, n, workers int, timeout time.Duration) ([]net.Conn, error) {
+func dialAll(ctx context.Context, addr string, cn Connect, n, workers int, timeout time.Duration) ([]net.Conn, error) {
 	conns := make([]net.Conn, n)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -46,7 +115,7 @@ func dialAll(ctx context.Context, addr string, n, workers int, timeout time.Dura
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				c, err := d.DialContext(ctx, "tcp", addr)
+				c, err := cn.dial(ctx, &d, addr)
 				if err != nil {
 					errOnce.Do(func() {
 						firstErr = fmt.Errorf("loadgen: dial %s (connection %d of %d): %w", addr, i+1, n, err)

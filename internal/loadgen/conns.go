@@ -22,6 +22,7 @@ type ConnsConfig struct {
 	N               int           // connections to open; required
 	DialConcurrency int           // dials under way at once; default 100
 	DialTimeout     time.Duration // per connection; default 5 s
+	Connect         Connect       // TLS and a credential, when the broker requires them
 	// Each connection is verified with one echo round trip (the server
 	// must echo) whose payload names the connection, so a reply meant for
 	// another one fails it. VerifyTimeout bounds the wait for the reply;
@@ -232,7 +233,7 @@ func (o *opener) work(ctx context.Context) {
 		if i >= o.cfg.N || ctx.Err() != nil {
 			return
 		}
-		c, err := d.DialContext(ctx, "tcp", o.cfg.Addr)
+		c, err := o.cfg.Connect.dial(ctx, &d, o.cfg.Addr)
 		if err != nil {
 			o.dialFailed.Add(1)
 			o.fail("dial: " + cause(err))

@@ -29,6 +29,7 @@ type EchoConfig struct {
 	Duration    time.Duration
 	Count       int64
 	DialTimeout time.Duration // per connection; default 5 s
+	Connect     Connect       // TLS and a credential, when the broker requires them
 	// Progress, if set, is called every ProgressInterval (default 1 s)
 	// on the goroutine that called Echo.
 	Progress         func(Progress)
@@ -86,7 +87,7 @@ func Echo(ctx context.Context, cfg EchoConfig) (Result, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return Result{}, err
 	}
-	conns, err := dialAll(ctx, cfg.Addr, cfg.Conns, dialWorkers, cfg.DialTimeout)
+	conns, err := dialAll(ctx, cfg.Addr, cfg.Connect, cfg.Conns, dialWorkers, cfg.DialTimeout)
 	if err != nil {
 		return Result{}, err
 	}

@@ -35,6 +35,7 @@ type FanoutConfig struct {
 	Duration      time.Duration
 	Count         int64
 	DialTimeout   time.Duration // per connection; default 5 s
+	Connect       Connect       // TLS and a credential, when the broker requires them
 	WarmupTimeout time.Duration // for every connection to see every publisher; default 10 s
 	// Progress, if set, is called every ProgressInterval (default 1 s)
 	// on the goroutine that called Fanout.
@@ -108,7 +109,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (Result, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return Result{}, err
 	}
-	conns, err := dialAll(ctx, cfg.Addr, cfg.Subscribers+cfg.Publishers, dialWorkers, cfg.DialTimeout)
+	conns, err := dialAll(ctx, cfg.Addr, cfg.Connect, cfg.Subscribers+cfg.Publishers, dialWorkers, cfg.DialTimeout)
 	if err != nil {
 		return Result{}, err
 	}

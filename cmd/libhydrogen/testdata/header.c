@@ -8,6 +8,9 @@
 #include "libhydrogen.h"
 
 int64_t (*const check_connect)(const char *addr, int32_t timeout_ms) = hy_connect;
+int64_t (*const check_connect_secure)(const char *addr, const char *credential, int32_t use_tls,
+                                      const char *tls_ca_file, const char *tls_server_name,
+                                      int32_t timeout_ms) = hy_connect_secure;
 int32_t (*const check_send)(int64_t h, const void *buf, int32_t len) = hy_send;
 int32_t (*const check_recv)(int64_t h, void *buf, int32_t cap, int32_t timeout_ms, int32_t *needed) = hy_recv;
 int32_t (*const check_stats)(int64_t h, float seconds, char *buf, int32_t cap, int32_t *needed) = hy_stats;
@@ -18,7 +21,7 @@ int32_t (*const check_last_error)(char *buf, int32_t cap) = hy_last_error;
    duplicate case label is an error). */
 typedef char check_signs[(HY_OK == 0 && HY_EINVAL < 0 && HY_EBADHANDLE < 0 && HY_ECLOSED < 0 &&
                           HY_ETIMEOUT < 0 && HY_ETOOSMALL < 0 && HY_EBROKER < 0 && HY_EIO < 0 &&
-                          HY_EPROTO < 0 && HY_EINTERNAL < 0) ? 1 : -1];
+                          HY_EPROTO < 0 && HY_EINTERNAL < 0 && HY_EAUTH < 0) ? 1 : -1];
 
 int check_distinct(int code);
 int check_distinct(int code) {
@@ -28,6 +31,7 @@ int check_distinct(int code) {
 	case HY_EBADHANDLE:
 	case HY_ECLOSED:
 	case HY_ETIMEOUT:
+	case HY_EAUTH:
 	case HY_ETOOSMALL:
 	case HY_EBROKER:
 	case HY_EIO:
