@@ -26,8 +26,10 @@ func TestMain(m *testing.M) {
 	// A copy of the test binary started by a benchmark as its server
 	// process runs that server instead of the tests.
 	benchproc.Main(benchproc.Servers{
-		"broker-onloop": serveOnLoopEcho,
-		"baseline":      benchecho.ServeBaseline,
+		"broker-onloop":     serveOnLoopEcho,
+		"baseline":          benchecho.ServeBaseline,
+		"broker-onloop-tls": serveOnLoopEchoTLS,
+		"baseline-tls":      benchecho.ServeBaselineTLS,
 	})
 	goleak.VerifyTestMain(m,
 		// protoactor-go's dead-letter throttle outlives the actor system
