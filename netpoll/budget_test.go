@@ -150,6 +150,8 @@ func TestCarryAndBatchesCount(t *testing.T) {
 	if st.MemoryUsed < 50000 {
 		t.Errorf("MemoryUsed %d with a 50,000-byte batch held, want at least that", st.MemoryUsed)
 	}
+	// The handler reports the frame before it keeps the batch.
+	waitFor(t, "the batch to be held", func() bool { h.mu.Lock(); defer h.mu.Unlock(); return len(h.held) == 1 })
 	h.releaseHeld()
 	waitStats(t, s, "the batch to be given back", func(st Stats) bool { return st.MemoryUsed == 0 })
 

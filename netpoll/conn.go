@@ -47,6 +47,7 @@ type Conn struct {
 	dec          wire.Decoder
 	out          outbound  // bytes being written
 	tls          *tlsState // nil for plain TCP; set before the loop registers c
+	ws           *wsState  // nil but for a WebSocket listener's connections; likewise
 	opened       bool      // OnOpen has been called (a TLS connection's, once its handshake is done)
 
 	inflight atomic.Int32 // batches delivered and not yet released
@@ -295,7 +296,7 @@ func (c *Conn) batchReleased() {
 // hasOutput reports whether c has bytes waiting to be written: frames
 // taken from its queue, or a TLS connection's records. Loop-only.
 func (c *Conn) hasOutput() bool {
-	return !c.out.empty() || (c.tls != nil && c.tls.pipe.outLen() > 0)
+	return !c.out.empty() || c.transportOut() > 0
 }
 
 // ackedBytes reports the bytes the peer has acknowledged on a socket

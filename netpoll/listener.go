@@ -1,6 +1,7 @@
 package netpoll
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -15,10 +16,24 @@ import (
 // connection.
 const keepAliveProbes = 3
 
-// listener is a non-blocking listening socket.
+// listener is a non-blocking listening socket, with what its connections
+// speak.
 type listener struct {
-	fd   int
-	addr *net.TCPAddr
+	fd      int
+	addr    *net.TCPAddr
+	tls     *tls.Config // nil: no TLS
+	ws      *WebSocket  // nil: frames on the socket
+	refusal []byte      // what a connection over a limit gets before the close
+	armed   bool        // registered with loop 0's epoll; loop-only
+}
+
+// Listener is one more address a Server serves on (Config.Listeners),
+// with the transport its connections speak. The Handler sees their
+// connections as it sees any other.
+type Listener struct {
+	Addr      string      // "host:port"
+	TLS       *tls.Config // TLS first, when set
+	WebSocket *WebSocket  // WebSocket framing instead of frames, when set
 }
 
 // listen binds addr ("host:port"; an empty host or "::" listens on every

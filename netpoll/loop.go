@@ -11,7 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// listenerMarker is the epoll data of the listening socket in loop 0.
+// listenerMarker is the epoll data of loop 0's first listening socket;
+// the i-th has listenerMarker - i.
 const listenerMarker = -2
 
 // Accept backoff on EMFILE/ENFILE: long enough not to spin, short enough
@@ -59,8 +60,7 @@ type loop struct {
 	iov        []unix.Iovec
 	quiesced   bool
 	draining   bool
-	ln         *listener // loop 0 only, until quiesced
-	lnArmed    bool
+	lns        []*listener // loop 0 only, until quiesced
 	backoff    time.Duration
 	retryAt    int64
 	readyLocal []*Conn
@@ -157,11 +157,13 @@ func (l *loop) run() error {
 		l.p.woken.Store(1)
 		for i := range n {
 			ev := &events[i]
-			switch ev.Pad {
-			case wakeMarker:
+			switch {
+			case ev.Pad == wakeMarker:
 				l.p.drainWake()
-			case listenerMarker:
-				l.accept()
+			case ev.Pad <= listenerMarker:
+				if i := int(listenerMarker - ev.Pad); i < len(l.lns) {
+					l.accept(l.lns[i])
+				}
 			default:
 				l.event(ev)
 			}
@@ -296,6 +298,10 @@ func (l *loop) peerEOF(c *Conn) {
 // deliver decodes the stream bytes of one read (for TLS, its plaintext)
 // and hands the frames they complete to the handler in one call.
 func (l *loop) deliver(c *Conn, data []byte) {
+	if c.ws != nil {
+		l.wsInput(c, data)
+		return
+	}
 	size := len(data) + c.dec.Buffered() // payloads can not exceed the bytes in hand
 	c.dec.Feed(data)
 	var b *Batch
@@ -369,8 +375,8 @@ func (l *loop) flush(c *Conn) { l.write(c, false) }
 // write is flush; with onlyOpen it does nothing unless the connection is
 // open when its queue is taken.
 func (l *loop) write(c *Conn, onlyOpen bool) {
-	if c.tls != nil {
-		l.writeTLS(c, onlyOpen)
+	if c.tls != nil || c.ws != nil {
+		l.writeTransport(c, onlyOpen)
 		return
 	}
 	progress := false
@@ -542,7 +548,11 @@ func (l *loop) register(c *Conn) {
 	l.byFD[c.fd] = c
 	l.nconns++
 	l.stats.open.Add(1)
-	if c.tls == nil {
+	switch {
+	case c.ws != nil:
+		// The handler hears of it once it has upgraded (wsUpgrade).
+		c.SetDeadline(l.srv.cfg.TLSHandshakeTimeout, fmt.Errorf("%w: %w: not done within %v", ErrHandshake, errUpgrade, l.srv.cfg.TLSHandshakeTimeout))
+	case c.tls == nil:
 		l.open(c)
 	}
 	c.mask = evRead
@@ -669,14 +679,12 @@ func (l *loop) closeAll(err error) {
 }
 
 func (l *loop) closeListener() {
-	if l.ln == nil {
-		return
+	for _, ln := range l.lns {
+		if err := ln.close(); err != nil {
+			l.log.Warn("closing the listener", "addr", ln.addr.String(), "err", err)
+		}
 	}
-	if err := l.ln.close(); err != nil {
-		l.log.Warn("closing the listener", "err", err)
-	}
-	l.ln = nil
-	l.lnArmed = false
+	l.lns = nil
 	l.retryAt = 0
 }
 
@@ -710,6 +718,19 @@ func (l *loop) tick() {
 				c.blockedSince = l.now
 			}
 		}
+		if w := c.ws; w != nil && w.upgraded && !w.closing {
+			switch every := int64(w.cfg.PingInterval); {
+			case w.pingAt != 0 && l.now-w.pingAt > every:
+				l.close(c, fmt.Errorf("%w: websocket: no answer to a ping in %v", ErrIdle, w.cfg.PingInterval), reasonIdle)
+				continue
+			case w.pingAt == 0 && l.now-w.lastSeen > every:
+				w.pingAt = l.now
+				l.wsControl(c, 0x9, nil)
+				if c.done {
+					continue
+				}
+			}
+		}
 		if dl := c.deadline.Load(); dl != 0 && l.now >= dl {
 			c.mu.Lock()
 			reason := c.deadlineReason
@@ -739,30 +760,34 @@ func (l *loop) tick() {
 func (l *loop) retryAccept() {
 	l.retryAt = 0
 	l.armListener()
-	l.accept()
+	for _, ln := range l.lns {
+		l.accept(ln)
+	}
 }
 
 func (l *loop) armListener() {
-	if l.ln == nil || l.lnArmed {
-		return
+	for i, ln := range l.lns {
+		if ln.armed {
+			continue
+		}
+		if err := l.p.control(unix.EPOLL_CTL_ADD, ln.fd, int32(listenerMarker-i), unix.EPOLLIN); err != nil {
+			// Most likely ENOMEM: try again later rather than never accept.
+			l.log.Error("watching the listener", "addr", ln.addr.String(), "err", err)
+			l.backOff(err)
+			return
+		}
+		ln.armed = true
 	}
-	if err := l.p.control(unix.EPOLL_CTL_ADD, l.ln.fd, listenerMarker, unix.EPOLLIN); err != nil {
-		// Most likely ENOMEM: try again later rather than never accept.
-		l.log.Error("watching the listener", "err", err)
-		l.backOff(err)
-		return
-	}
-	l.lnArmed = true
 }
 
-// accept takes the connections waiting on the listener and hands each to a
-// loop, round robin.
-func (l *loop) accept() {
-	if l.ln == nil || !l.lnArmed {
+// accept takes the connections waiting on ln and hands each to a loop,
+// round robin.
+func (l *loop) accept(ln *listener) {
+	if !ln.armed {
 		return
 	}
 	for range 256 { // then let the loop serve its connections
-		fd, sa, err := l.ln.accept()
+		fd, sa, err := ln.accept()
 		if err != nil {
 			switch err {
 			case unix.EAGAIN:
@@ -773,7 +798,7 @@ func (l *loop) accept() {
 				l.backOff(err)
 				return
 			default:
-				l.log.Error("accept", "addr", l.srv.addr.String(), "err", err)
+				l.log.Error("accept", "addr", ln.addr.String(), "err", err)
 				l.backOff(err)
 				return
 			}
@@ -783,18 +808,21 @@ func (l *loop) accept() {
 		s := l.srv
 		remote := tcpAddr(sa)
 		if max := s.cfg.MaxConns; max > 0 && s.open.Load() >= int64(max) {
-			l.refuseLimit(fd, remote, "connections", max)
+			l.refuseLimit(ln, fd, remote, "connections", max)
 			continue
 		}
 		if !s.admitPeer(remote) {
-			l.refuseLimit(fd, remote, "connections from one address", s.cfg.MaxConnsPerIP)
+			l.refuseLimit(ln, fd, remote, "connections from one address", s.cfg.MaxConnsPerIP)
 			continue
 		}
 		s.open.Add(1)
 		// TCP_NODELAY and keepalive come from the listening socket.
 		c := &Conn{id: s.nextID.Add(1), fd: fd, remote: remote}
-		if s.cfg.TLS != nil {
-			c.tls = newTLS(c, s.cfg.TLS)
+		if ln.tls != nil {
+			c.tls = newTLS(c, ln.tls)
+		}
+		if ln.ws != nil {
+			c.ws = newWS(ln.ws)
 		}
 		target := s.loops[s.next%uint64(len(s.loops))]
 		s.next++
@@ -811,8 +839,10 @@ func (l *loop) accept() {
 // refusal as one frame (the error object a client also gets for a refused
 // telemetry request), if the socket takes it at once, closes it, counts
 // it and logs it, at most once a second.
-func (l *loop) refuseLimit(fd int, remote *net.TCPAddr, what string, limit int) {
-	_, _ = unix.Write(fd, l.srv.refusal)
+func (l *loop) refuseLimit(ln *listener, fd int, remote *net.TCPAddr, what string, limit int) {
+	if ln.refusal != nil {
+		_, _ = unix.Write(fd, ln.refusal)
+	}
 	unix.Close(fd)
 	l.stats.closed[reasonLimit].Add(1)
 	l.srv.limitLog.warn(l.log, "connection refused: limit reached", "remote", remote.String(), "limit", what, "max", limit)
@@ -831,9 +861,11 @@ func (l *loop) backOff(err error) {
 	if l.backoff == minAcceptBackoff {
 		l.log.Warn("accept failed; backing off", "addr", l.srv.addr.String(), "err", err)
 	}
-	if l.lnArmed {
-		if cerr := l.p.control(unix.EPOLL_CTL_DEL, l.ln.fd, listenerMarker, 0); cerr == nil {
-			l.lnArmed = false
+	for i, ln := range l.lns {
+		if ln.armed {
+			if cerr := l.p.control(unix.EPOLL_CTL_DEL, ln.fd, int32(listenerMarker-i), 0); cerr == nil {
+				ln.armed = false
+			}
 		}
 	}
 	l.retryAt = l.now + int64(l.backoff)

@@ -56,8 +56,12 @@ type Config struct {
 	// (see tls.go); the Handler hears of a connection once its handshake
 	// is done. Default nil: plain TCP.
 	TLS *tls.Config
-	// TLSHandshakeTimeout bounds a TLS handshake; default 5s.
+	// TLSHandshakeTimeout bounds a TLS handshake, and a WebSocket's
+	// upgrade; default 5s.
 	TLSHandshakeTimeout time.Duration
+	// Listeners are more addresses to serve on, each with its own
+	// transport (TLS, WebSocket).
+	Listeners []Listener
 }
 
 // Defaults, where they are not obvious from Config's comments.
@@ -133,6 +137,18 @@ func (c *Config) setDefaults() error {
 	if c.TLSHandshakeTimeout == 0 {
 		c.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
 	}
+	for i := range c.Listeners {
+		if w := c.Listeners[i].WebSocket; w != nil {
+			cp := *w
+			if cp.PingInterval < 0 {
+				return fmt.Errorf("netpoll: WebSocket PingInterval %v is negative", cp.PingInterval)
+			}
+			if cp.PingInterval == 0 {
+				cp.PingInterval = DefaultPingInterval
+			}
+			c.Listeners[i].WebSocket = &cp
+		}
+	}
 	if c.Overflow != OverflowClose && c.Overflow != OverflowThrottle {
 		return fmt.Errorf("netpoll: unknown Overflow %d", c.Overflow)
 	}
@@ -157,8 +173,9 @@ type Server struct {
 	open   atomic.Int64 // connections accepted and not yet closed, for MaxConns
 	next   uint64       // round-robin cursor, used by loop 0 alone
 
-	refusal  []byte // the frame a connection over a limit gets
+	addrs    []net.Addr
 	limitLog logLimit
+	wsLog    logLimit
 	memLog   logLimit
 	tlsLog   logLimit
 
@@ -183,12 +200,19 @@ func Listen(cfg Config, h Handler) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	ln, err := listen(cfg.Addr, cfg.TCPKeepAlive)
+	lns, err := listenAll(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, addr: ln.addr, done: make(chan struct{}), epoch: time.Now(), mem: newBudget(cfg.MaxMemory)}
-	s.refusal, _ = wire.Encode([]byte(`{"error":"connection limit reached"}`))
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.close()
+		}
+	}
+	s := &Server{cfg: cfg, addr: lns[0].addr, done: make(chan struct{}), epoch: time.Now(), mem: newBudget(cfg.MaxMemory)}
+	for _, ln := range lns {
+		s.addrs = append(s.addrs, ln.addr)
+	}
 	if cfg.MaxConnsPerIP > 0 {
 		s.peers = map[netip.Addr]int{}
 	}
@@ -205,7 +229,7 @@ func Listen(cfg Config, h Handler) (*Server, error) {
 			for _, l := range s.loops {
 				l.p.close()
 			}
-			ln.close()
+			closeAll()
 			return nil, err
 		}
 		s.loops = append(s.loops, &loop{
@@ -225,13 +249,60 @@ func Listen(cfg Config, h Handler) (*Server, error) {
 			tickEvery:    int64(tick),
 			buf:          make([]byte, cfg.ReadBufferSize),
 		})
-		if cfg.TLS != nil {
-			s.loops[i].plain = make([]byte, cfg.ReadBufferSize)
+		if transports(cfg) {
+			// TLS plaintext, and a whole WebSocket frame of the largest
+			// payload beside a read's worth.
+			s.loops[i].plain = make([]byte, max(cfg.ReadBufferSize, 2*wire.FrameSize(wire.MaxPayload)))
 		}
 	}
-	s.loops[0].ln = ln
+	s.loops[0].lns = lns
 	return s, nil
 }
+
+// transports reports whether any listener speaks TLS or WebSocket.
+func transports(cfg Config) bool {
+	if cfg.TLS != nil {
+		return true
+	}
+	for _, l := range cfg.Listeners {
+		if l.TLS != nil || l.WebSocket != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// listenAll binds Config.Addr and Config.Listeners, or none of them.
+func listenAll(cfg Config) ([]*listener, error) {
+	specs := append([]Listener{{Addr: cfg.Addr, TLS: cfg.TLS}}, cfg.Listeners...)
+	var lns []*listener
+	frameRefusal, _ := wire.Encode([]byte(`{"error":"connection limit reached"}`))
+	for _, sp := range specs {
+		ln, err := listen(sp.Addr, cfg.TCPKeepAlive)
+		if err != nil {
+			for _, l := range lns {
+				l.close()
+			}
+			return nil, err
+		}
+		ln.tls, ln.ws = sp.TLS, sp.WebSocket
+		ln.refusal = frameRefusal
+		if ln.ws != nil {
+			ln.refusal = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+			if ln.tls != nil {
+				ln.refusal = nil // nothing readable without a handshake
+			}
+		} else if ln.tls != nil {
+			ln.refusal = nil
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// Addrs are the addresses of every listener: Config.Addr's first, then
+// Config.Listeners' in order.
+func (s *Server) Addrs() []net.Addr { return s.addrs }
 
 // Addr is the address the server listens on, with the port the kernel
 // chose when Config.Addr asked for port 0.

@@ -26,6 +26,8 @@ type Stats struct {
 
 	TLSHandshakes        uint64 // TLS handshakes completed
 	TLSHandshakeFailures uint64 // TLS handshakes that failed or timed out
+	WebSocketUpgrades    uint64 // WebSocket upgrades accepted
+	WebSocketRefused     uint64 // WebSocket upgrade requests refused (malformed, or an origin not allowed)
 
 	// Closed connections by reason.
 	ClosedPeer      uint64 // ErrPeerClosed
@@ -47,6 +49,7 @@ type counters struct {
 	bytesRecv, msgRecv, bytesSent, msgSent atomic.Uint64
 	accepted, acceptBackoffs, stalls       atomic.Uint64
 	handshakes, handshakeFailures          atomic.Uint64
+	wsUpgrades, wsRefused                  atomic.Uint64
 	open, paused, stalled                  atomic.Int64
 	closed                                 [numReasons]atomic.Uint64
 	_                                      [64]byte // keep loops' counters off each other's cache lines
@@ -82,6 +85,8 @@ func (c *counters) addTo(s *Stats) {
 	s.StalledReads += c.stalled.Load()
 	s.TLSHandshakes += c.handshakes.Load()
 	s.TLSHandshakeFailures += c.handshakeFailures.Load()
+	s.WebSocketUpgrades += c.wsUpgrades.Load()
+	s.WebSocketRefused += c.wsRefused.Load()
 	s.ClosedPeer += c.closed[reasonPeer].Load()
 	s.ClosedReset += c.closed[reasonReset].Load()
 	s.ClosedProtocol += c.closed[reasonProtocol].Load()

@@ -263,10 +263,10 @@ func (c *Conn) TLS() *tls.ConnectionState {
 func (l *loop) handshakeOutcome(c *Conn) {
 	switch c.tls.result.Load() {
 	case handshakeDone:
-		l.open(c)
-		if !c.done {
-			l.drainTLS(c) // what came behind the handshake
+		if c.ws == nil {
+			l.open(c) // a WebSocket opens once upgraded, over TLS
 		}
+		l.drainTLS(c) // what came behind the handshake
 	case handshakeFailed:
 		l.close(c, fmt.Errorf("%w: TLS: %w", ErrHandshake, c.tls.err), reasonHandshake)
 	}
@@ -282,7 +282,7 @@ func (l *loop) readTLS(c *Conn, raw []byte) {
 		l.close(c, fmt.Errorf("%w: TLS: over %d bytes before the handshake was done", ErrHandshake, maxHandshakeInput), reasonHandshake)
 		return
 	}
-	if c.opened {
+	if c.tls.result.Load() == handshakeDone && (c.opened || c.ws != nil) {
 		l.drainTLS(c)
 	} else if raw == nil {
 		c.readClosed = true // nothing more to read; the handshake fails on its own
@@ -339,13 +339,14 @@ func (l *loop) drainMore() {
 	l.tlsMoreLocal = more[:0]
 }
 
-// writeTLS is write for a TLS connection: it encrypts what is queued
-// into records and writes them.
-func (l *loop) writeTLS(c *Conn, onlyOpen bool) {
-	t := c.tls
+// writeTransport is write for a connection whose frames go through a
+// transport: TLS records, WebSocket frames, or both. It turns what is
+// queued into the transport's bytes and writes them.
+func (l *loop) writeTransport(c *Conn, onlyOpen bool) {
+	t, w := c.tls, c.ws
 	progress := false
 	for range 4 { // bound the time one connection holds the loop
-		if t.pipe.outLen() == 0 && c.opened {
+		if c.transportOut() == 0 && c.opened {
 			if c.out.empty() {
 				c.mu.Lock()
 				if onlyOpen && c.state != stateOpen {
@@ -361,20 +362,33 @@ func (l *loop) writeTLS(c *Conn, onlyOpen bool) {
 				l.stats.msgSent.Add(frames)
 				l.stats.bytesSent.Add(payload)
 			}
-			k := c.out.gather(l.plain)
-			// The records enter the queue's count as the pipe takes them;
-			// the plaintext leaves it now.
-			if _, err := t.conn.Write(l.plain[:k]); err != nil {
-				l.close(c, fmt.Errorf("%w: TLS: %w", ErrReset, err), reasonReset)
-				return
+			// The transport's bytes enter the queue's count as they are
+			// made (the pipe counts records); the frames leave it now.
+			var k int
+			switch {
+			case t == nil: // WebSocket
+				before := len(w.out)
+				w.out, k = c.out.gatherWS(w.out, before+len(l.plain))
+				c.queued.Add(int64(len(w.out) - before))
+				l.srv.mem.used.Add(int64(len(w.out) - before))
+			default:
+				var plain []byte
+				if w != nil {
+					plain, k = c.out.gatherWS(l.plain[:0], len(l.plain))
+				} else {
+					k = c.out.gather(l.plain)
+					plain = l.plain[:k]
+				}
+				if _, err := t.conn.Write(plain); err != nil {
+					l.close(c, fmt.Errorf("%w: TLS: %w", ErrReset, err), reasonReset)
+					return
+				}
 			}
 			c.out.advance(k)
 			c.queued.Add(-int64(k))
 			l.srv.mem.release(int64(k))
 		}
-		c.inWrite.Store(int64(t.pipe.outLen()))
-		n, err := t.pipe.writeTo(c.fd)
-		c.inWrite.Store(0)
+		n, err := l.writeOut(c)
 		if n > 0 {
 			c.queued.Add(-int64(n))
 			l.srv.mem.release(int64(n))
@@ -392,4 +406,36 @@ func (l *loop) writeTLS(c *Conn, onlyOpen bool) {
 		}
 	}
 	l.afterWrite(c, progress)
+}
+
+// transportOut is the transport's bytes waiting for the socket.
+func (c *Conn) transportOut() int {
+	if c.tls != nil {
+		return c.tls.pipe.outLen()
+	}
+	if c.ws != nil {
+		return len(c.ws.out)
+	}
+	return 0
+}
+
+// writeOut writes the transport's waiting bytes to the socket, once.
+func (l *loop) writeOut(c *Conn) (int, error) {
+	c.inWrite.Store(int64(c.transportOut()))
+	defer c.inWrite.Store(0)
+	if c.tls != nil {
+		return c.tls.pipe.writeTo(c.fd)
+	}
+	w := c.ws
+	if len(w.out) == 0 {
+		return 0, nil
+	}
+	n, err := unix.Write(c.fd, w.out)
+	if n > 0 {
+		w.out = w.out[n:]
+		if len(w.out) == 0 {
+			w.out = nil
+		}
+	}
+	return max(n, 0), err
 }
