@@ -131,6 +131,17 @@ type Config struct {
 	// TLSHandshakeTimeout (default 5s). Default nil: plain TCP.
 	TLS                 *tls.Config
 	TLSHandshakeTimeout time.Duration
+	// WebSocketAddr, when set, also serves clients over WebSocket on this
+	// address (over TLS, wss, when TLS is set): each binary message is one
+	// payload, a text message its UTF-8 bytes, and the broker answers in
+	// binary messages (docs/PROTOCOL.md). A WebSocket stream is the same
+	// Stream to applications as any other. WebSocketOrigins are the Origin
+	// patterns allowed to upgrade (default: the request's own host; "*"
+	// any); WebSocketPingInterval is how long a silent connection waits
+	// before a ping, and an unanswered ping closes it (default 30s).
+	WebSocketAddr         string
+	WebSocketOrigins      []string
+	WebSocketPingInterval time.Duration
 	// Cluster, when set, joins this broker to a cluster of brokers (see
 	// package actors/cluster): every broadcast through the StreamList
 	// also reaches the streams of every other node, and theirs reach this
@@ -251,6 +262,7 @@ func New(cfg Config) (*Broker, error) {
 
 		TLS:                 cfg.TLS,
 		TLSHandshakeTimeout: cfg.TLSHandshakeTimeout,
+		Listeners:           listeners(cfg),
 	}, rt)
 	if err != nil {
 		lctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
@@ -261,6 +273,21 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b.srv = srv
 	return b, nil
+}
+
+// listeners are the netpoll listeners beyond Config.Addr.
+func listeners(cfg Config) []netpoll.Listener {
+	if cfg.WebSocketAddr == "" {
+		return nil
+	}
+	return []netpoll.Listener{{
+		Addr: cfg.WebSocketAddr,
+		TLS:  cfg.TLS,
+		WebSocket: &netpoll.WebSocket{
+			Origins:      cfg.WebSocketOrigins,
+			PingInterval: cfg.WebSocketPingInterval,
+		},
+	}}
 }
 
 // joinCluster starts this broker's cluster node. Broadcasts go out
@@ -372,6 +399,15 @@ func OnEventLoop() HandleOption { return func(o *handleOptions) { o.onLoop = tru
 
 // Addr is the address the broker listens on.
 func (b *Broker) Addr() net.Addr { return b.srv.Addr() }
+
+// WebSocketAddr is the address the broker serves WebSocket clients on;
+// nil without Config.WebSocketAddr.
+func (b *Broker) WebSocketAddr() net.Addr {
+	if a := b.srv.Addrs(); len(a) > 1 {
+		return a[1]
+	}
+	return nil
+}
 
 // Loops is the number of event loops.
 func (b *Broker) Loops() int { return b.srv.Loops() }
@@ -515,22 +551,23 @@ func (b *Broker) Counters() telemetry.Counters { return b.rt.Counters() }
 func (b *Broker) ioCounters() telemetry.Counters {
 	s := b.srv.Stats()
 	return telemetry.Counters{
-		BytesRecv:       s.BytesRecv,
-		BytesSent:       s.BytesSent,
-		MsgRecv:         s.MsgRecv,
-		MsgSent:         s.MsgSent,
-		NumClients:      s.Open,
-		Accepted:        s.Accepted,
-		SlowConsumers:   s.ClosedSlow,
-		ProtocolErrors:  s.ClosedProtocol,
-		ClosedIdle:      s.ClosedIdle,
-		ClosedLimit:     s.ClosedLimit,
-		ClosedMemory:    s.ClosedMemory,
-		ClosedFrame:     s.ClosedFrame,
-		ClosedHandshake: s.ClosedHandshake,
-		PausedReads:     s.PausedReads,
-		ProducerStalls:  s.ProducerStalls,
-		StalledReads:    s.StalledReads,
+		BytesRecv:        s.BytesRecv,
+		BytesSent:        s.BytesSent,
+		MsgRecv:          s.MsgRecv,
+		MsgSent:          s.MsgSent,
+		NumClients:       s.Open,
+		Accepted:         s.Accepted,
+		SlowConsumers:    s.ClosedSlow,
+		ProtocolErrors:   s.ClosedProtocol,
+		ClosedIdle:       s.ClosedIdle,
+		ClosedLimit:      s.ClosedLimit,
+		ClosedMemory:     s.ClosedMemory,
+		ClosedFrame:      s.ClosedFrame,
+		ClosedHandshake:  s.ClosedHandshake,
+		WebSocketRefused: s.WebSocketRefused,
+		PausedReads:      s.PausedReads,
+		ProducerStalls:   s.ProducerStalls,
+		StalledReads:     s.StalledReads,
 		Memory: telemetry.Memory{
 			Used:    s.MemoryUsed,
 			Limit:   s.MemoryLimit,

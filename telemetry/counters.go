@@ -23,6 +23,7 @@ type Counters struct {
 	ClosedFrame       uint64 // connections closed for not completing a frame in time
 	ClosedHandshake   uint64 // connections closed for a TLS handshake or authentication that failed or timed out
 	AuthFailures      uint64 // credentials refused
+	WebSocketRefused  uint64 // WebSocket upgrades refused (malformed, or an origin not allowed)
 	FramesRefused     uint64 // frames the application refused with an error frame (publishing without the right, say)
 	PausedReads       int64  // connections whose reading is paused now (inbound backpressure)
 	ProducerStalls    uint64 // times a connection's reading stalled because a queue it fed filled

@@ -34,6 +34,7 @@ type Reply struct {
 	ClosedFrameTimeout  uint64  `json:"closed_frame_timeout"`
 	ClosedHandshake     uint64  `json:"closed_handshake"`
 	AuthFailures        uint64  `json:"auth_failures"`
+	WebSocketRefused    uint64  `json:"websocket_refused"`
 	FramesRefused       uint64  `json:"frames_refused"`
 	PausedReads         int64   `json:"paused_reads"`
 	ProducerStalls      uint64  `json:"producer_stalls"`
@@ -131,6 +132,7 @@ func BuildReply(start, now time.Time, c Counters, before, after CPUSample, mem M
 		ClosedFrameTimeout:  c.ClosedFrame,
 		ClosedHandshake:     c.ClosedHandshake,
 		AuthFailures:        c.AuthFailures,
+		WebSocketRefused:    c.WebSocketRefused,
 		FramesRefused:       c.FramesRefused,
 		PausedReads:         c.PausedReads,
 		ProducerStalls:      c.ProducerStalls,

@@ -219,7 +219,7 @@ func TestReplyGolden(t *testing.T) {
 	c := Counters{
 		BytesRecv: 1000, BytesSent: 2000, MsgRecv: 10, MsgSent: 20, NumClients: 3,
 		Accepted: 5, SlowConsumers: 1, ProtocolErrors: 2, ClosedIdle: 3, ClosedLimit: 4,
-		ClosedMemory: 8, ClosedFrame: 9, ClosedHandshake: 14, AuthFailures: 15, FramesRefused: 16, PausedReads: 1, ProducerStalls: 10, StalledReads: 11,
+		ClosedMemory: 8, ClosedFrame: 9, ClosedHandshake: 14, AuthFailures: 15, WebSocketRefused: 17, FramesRefused: 16, PausedReads: 1, ProducerStalls: 10, StalledReads: 11,
 		TelemetryRequests: 6, HandlerPanics: 7,
 		Memory: Memory{Used: 12 << 20, Limit: 4 << 30, Stalls: 13, Stalled: true},
 	}

@@ -245,3 +245,7 @@ func TestSecurityWarning(t *testing.T) {
 		t.Errorf("a warning for a port with authentication:\n%s", guarded.Log())
 	}
 }
+
+// secTLS and secCred are client options of the security tests.
+func secTLS(ca *testpki.CA) client.Option { return client.WithTLS(&tls.Config{RootCAs: ca.Pool}) }
+func secCred(token string) client.Option { return client.WithCredential([]byte(token)) }

@@ -47,6 +47,8 @@ var hydrogenMetrics = map[string]dto.MetricType{
 	"hydrogen_frames_refused_total":         dto.MetricType_COUNTER,
 	"hydrogen_tls_handshakes_total":         dto.MetricType_COUNTER,
 	"hydrogen_tls_handshake_failures_total": dto.MetricType_COUNTER,
+	"hydrogen_websocket_upgrades_total":     dto.MetricType_COUNTER,
+	"hydrogen_websocket_refused_total":      dto.MetricType_COUNTER,
 }
 
 // closeReasons are the values of hydrogen_connections_closed_total's

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path"
 	"runtime"
 	"strings"
 	"syscall"
@@ -41,6 +42,8 @@ type serveFlags struct {
 	logLevel      string
 	logFormat     string
 	httpAddr      string
+	wsAddr        string
+	wsOrigins     string
 	cluster       clusterFlags
 	security      securityFlags
 }
@@ -67,6 +70,8 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", broker.DefaultDrainTimeout, "how long a graceful shutdown may take to flush queued frames")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.wsAddr, "ws-addr", "", "also serve WebSocket clients on this `address` (wss with --tls-cert), e.g. 127.0.0.1:8080; off when empty")
+	fs.StringVar(&f.wsOrigins, "ws-origins", "", "Origin `patterns` allowed to open a WebSocket, comma-separated (https://*.example.com, localhost:*, *); default: the page's own host")
 	fs.StringVar(&f.httpAddr, "http-addr", "", "serve HTTP monitoring (/metrics, /healthz, /stats) on this `address`, e.g. 127.0.0.1:8222; off when empty")
 	f.security.register(fs)
 	f.cluster.register(fs)
@@ -90,6 +95,9 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 		fmt.Fprintln(w, "else of it is read. With --tls-cert and --tls-key the client port is TLS, and")
 		fmt.Fprintln(w, "with --tls-client-ca clients must present certificates signed by that CA.")
 		fmt.Fprintln(w, "SIGHUP re-reads the token file, keys and certificate without dropping anyone.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "With --ws-addr HOST:PORT it also serves WebSocket clients (browsers): each")
+		fmt.Fprintln(w, "binary message is one payload, and a WebSocket stream is like any other.")
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "With --cluster NAME --cluster-addr HOST:PORT --peers HOST:PORT,... it joins a")
 		fmt.Fprintln(w, "cluster of brokers (protoactor-go's, automanaged membership over the peers):")
@@ -181,6 +189,15 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 			return usageError(stderr, "serve", "%v", err)
 		}
 	}
+	if f.wsAddr != "" {
+		if err := checkAddr("--ws-addr", f.wsAddr, "127.0.0.1:8080"); err != nil {
+			return usageError(stderr, "serve", "%v", err)
+		}
+	}
+	origins, err := wsOrigins(f.wsOrigins)
+	if err != nil {
+		return usageError(stderr, "serve", "%v", err)
+	}
 	clusterCfg, err := f.cluster.config()
 	if err != nil {
 		return usageError(stderr, "serve", "%v", err)
@@ -227,6 +244,9 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		Authenticator: auth,
 		AuthTimeout:   f.security.authTimeout,
 		TLS:           tlsCfg,
+
+		WebSocketAddr:    f.wsAddr,
+		WebSocketOrigins: origins,
 	})
 	if err != nil {
 		if httpLn != nil {
@@ -247,6 +267,10 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 	go func() { served <- b.Serve(context.Background()) }()
 	log.Info("listening", "addr", b.Addr().String(), "app", f.app, "loops", b.Loops(), "max_memory", f.maxMemory.String(), "overflow", overflow.String(), "auth", auth != nil, "tls", tlsCfg != nil, "version", versionString())
 	warnIfOpen(log, b.Addr(), auth != nil, tlsCfg != nil)
+	if ws := b.WebSocketAddr(); ws != nil {
+		log.Info("websocket listening", "addr", ws.String(), "tls", tlsCfg != nil)
+		warnIfOpen(log, ws, auth != nil, tlsCfg != nil)
+	}
 	// The monitoring server stops on the way out: after the broker has
 	// drained and stopped, so /healthz answers 503 all through the drain;
 	// at once after a second signal.
@@ -310,4 +334,23 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// wsOrigins checks --ws-origins: comma-separated path.Match patterns.
+func wsOrigins(v string) ([]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var out []string
+	for p := range strings.SplitSeq(v, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("--ws-origins %q: a bad pattern: %v", p, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
