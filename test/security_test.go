@@ -248,4 +248,4 @@ func TestSecurityWarning(t *testing.T) {
 
 // secTLS and secCred are client options of the security tests.
 func secTLS(ca *testpki.CA) client.Option { return client.WithTLS(&tls.Config{RootCAs: ca.Pool}) }
-func secCred(token string) client.Option { return client.WithCredential([]byte(token)) }
+func secCred(token string) client.Option  { return client.WithCredential([]byte(token)) }
