@@ -30,6 +30,17 @@ type Received struct {
 	d *delivery
 }
 
+// Restarted tells an application actor that it was restarted after a
+// panic, before it gets any other message but protoactor's Started: the
+// instance that knew its stream is gone. Stream is the stream a
+// per-stream actor serves; nil for the shared actor, which serves every
+// stream of Streams. What survives a restart is the stream and its values
+// (Stream.Value); the actor's own fields start afresh.
+type Restarted struct {
+	Stream  *Stream
+	Streams *StreamList
+}
+
 // Closed tells an application actor that a stream closed, and why (a
 // netpoll sentinel such as netpoll.ErrPeerClosed, wrapped where there is
 // more to say). Sends to the stream fail from now on.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,11 @@ type Config struct {
 	// AuthTimeout bounds the time from connecting to an accepted
 	// credential; default 5s.
 	AuthTimeout time.Duration
+
+	// DebugPayloads overwrites each Received payload once the application
+	// has returned from it, so that a slice of it kept by mistake shows
+	// garbage at once instead of the next frame's bytes some frames later.
+	DebugPayloads bool
 }
 
 // Defaults.
@@ -85,6 +91,8 @@ type Runtime struct {
 
 	auth     Authenticator // nil: no authentication
 	authPool *authPool
+
+	restarting sync.Map // application actor ids between Restarting and Started
 
 	panics       atomic.Uint64
 	restarts     atomic.Uint64

@@ -29,6 +29,57 @@ type Stream struct {
 	paused   pauses       // why reading is paused, under flowMu
 	telem    atomic.Int32 // telemetry requests waiting for their span
 	identity atomic.Pointer[Identity]
+
+	valMu  sync.Mutex
+	values []value // Stream.SetValue's, by key; few, so a slice
+}
+
+type value struct {
+	key, val any
+}
+
+// SetValue attaches val to the stream under key, replacing what was there
+// (a nil val removes it). Values belong to the stream, not to an actor:
+// they survive the application actor's restarts, may be read by any actor
+// that has the stream, and go once the application has handled Closed.
+// Use a key of a type of your own (as context.WithValue asks), or
+// broker.Key for typed access. Safe for concurrent use; an on-loop
+// handler needs no lock of its own.
+func (s *Stream) SetValue(key, val any) {
+	s.valMu.Lock()
+	defer s.valMu.Unlock()
+	for i := range s.values {
+		if s.values[i].key == key {
+			if val == nil {
+				s.values = append(s.values[:i], s.values[i+1:]...)
+			} else {
+				s.values[i].val = val
+			}
+			return
+		}
+	}
+	if val != nil {
+		s.values = append(s.values, value{key, val})
+	}
+}
+
+// Value is what SetValue attached under key; nil if nothing, or once the
+// stream has closed and its application has handled Closed.
+func (s *Stream) Value(key any) any {
+	s.valMu.Lock()
+	defer s.valMu.Unlock()
+	for _, v := range s.values {
+		if v.key == key {
+			return v.val
+		}
+	}
+	return nil
+}
+
+func (s *Stream) clearValues() {
+	s.valMu.Lock()
+	s.values = nil
+	s.valMu.Unlock()
 }
 
 // pauses are the reasons a stream's reading is paused; it is read again
@@ -65,7 +116,9 @@ func (s *Stream) setPauseLocked(why pauses, on bool) {
 	}
 }
 
-// ID is unique among the broker's streams for its lifetime.
+// ID is the stream's number: unique among the broker's streams for the
+// life of its process, never reused, so it may name a stream in messages
+// between actors (StreamList.Get finds the stream again).
 func (s *Stream) ID() uint64 { return s.conn.ID() }
 
 // RemoteAddr is the client's address.
@@ -166,7 +219,8 @@ type streamSet struct {
 type streamShard struct {
 	mu      sync.RWMutex
 	streams []*Stream
-	_       [40]byte // separate the shards' locks onto their own cache lines
+	byID    map[uint64]*Stream
+	_       [32]byte // separate the shards' locks onto their own cache lines
 }
 
 func newStreamList(shards int) *StreamList {
@@ -186,6 +240,10 @@ func (l *streamSet) add(s *Stream, shard int) {
 	sh.mu.Lock()
 	s.slot = len(sh.streams)
 	sh.streams = append(sh.streams, s)
+	if sh.byID == nil {
+		sh.byID = map[uint64]*Stream{}
+	}
+	sh.byID[s.ID()] = s
 	sh.mu.Unlock()
 	l.n.Add(1)
 }
@@ -200,6 +258,7 @@ func (l *streamSet) remove(s *Stream) {
 		moved.slot = s.slot
 		sh.streams[last] = nil
 		sh.streams = sh.streams[:last]
+		delete(sh.byID, s.ID())
 		// Give memory back after a wave of disconnects.
 		if cap(sh.streams) > 1024 && len(sh.streams) < cap(sh.streams)/4 {
 			sh.streams = append([]*Stream(nil), sh.streams...)
@@ -211,6 +270,17 @@ func (l *streamSet) remove(s *Stream) {
 
 // Len is the number of open streams.
 func (l *StreamList) Len() int { return int(l.set.n.Load()) }
+
+// Get is the open stream numbered id (Stream.ID), or nil when there is
+// none: it closed, or never was. A *Stream may be kept after it closes:
+// its methods then fail with netpoll.ErrClosed, and Get no longer finds it.
+func (l *StreamList) Get(id uint64) *Stream {
+	sh := &l.set.shards[id%uint64(len(l.set.shards))]
+	sh.mu.RLock()
+	s := sh.byID[id]
+	sh.mu.RUnlock()
+	return s
+}
 
 // Broadcast sends payload to every open stream and returns how many
 // streams it was queued for. Streams that have closed, or that are closed

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +21,21 @@ import (
 // on with the next message.
 func (r *Runtime) appMiddleware(next actor.ReceiverFunc) actor.ReceiverFunc {
 	return func(ctx actor.ReceiverContext, env *actor.MessageEnvelope) {
+		switch m := env.Message.(type) {
+		case *actor.Restarting:
+			// The Started that follows is the new instance's: it is told
+			// what it serves before anything else (restartedMessage).
+			r.restarting.Store(ctx.Self().Id, true)
+		case *actor.Started:
+			if _, again := r.restarting.LoadAndDelete(ctx.Self().Id); again {
+				next(ctx, env)
+				r.tellRestarted(ctx, next)
+				return
+			}
+		case *Closed:
+			// The values go once the application has heard of the close.
+			defer m.Stream.clearValues()
+		}
 		rec, _ := env.Message.(*Received)
 		defer func() {
 			if p := recover(); p != nil {
@@ -37,12 +54,48 @@ func (r *Runtime) appMiddleware(next actor.ReceiverFunc) actor.ReceiverFunc {
 				panic(p)
 			}
 			if rec != nil {
+				if r.cfg.DebugPayloads {
+					poison(rec.Payload)
+				}
 				rec.frameDone()
 			}
 		}()
 		next(ctx, env)
 	}
 }
+
+// tellRestarted hands a restarted application actor a Restarted message,
+// right after its Started and before any queued frame: a per-stream
+// actor its stream, the shared actor the list of every stream.
+func (r *Runtime) tellRestarted(ctx actor.ReceiverContext, next actor.ReceiverFunc) {
+	msg := &Restarted{Streams: r.streams}
+	if r.perStream {
+		// A per-stream application is named "conn-ID/app".
+		id, ok := strings.CutPrefix(ctx.Self().Id, "conn-")
+		if ok {
+			id, _, _ = strings.Cut(id, "/")
+		}
+		n, err := strconv.ParseUint(id, 10, 64)
+		s := r.streams.Get(n)
+		if !ok || err != nil || s == nil {
+			return // its stream is gone; Closed follows
+		}
+		msg.Stream, msg.Streams = s, s.list
+	}
+	next(ctx, &actor.MessageEnvelope{Message: msg})
+}
+
+// poison overwrites a payload the handler has returned from, so that a
+// slice of it kept by mistake shows garbage at once (Config.DebugPayloads).
+func poison(p []byte) {
+	for i := range p {
+		p[i] = poisonByte
+	}
+}
+
+// poisonByte fills released payloads under DebugPayloads: '~' stands out
+// in text and in hex dumps.
+const poisonByte = '~'
 
 // restartAlways restarts a failed application actor every time, however
 // often it fails: one bad frame must not take the application down for

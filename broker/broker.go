@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,9 @@ type (
 	Received = actors.Received
 	// Closed is the last message for a stream, with the reason it closed.
 	Closed = actors.Closed
+	// Restarted tells an application actor restarted after a panic what
+	// it serves, before any other message but Started.
+	Restarted = actors.Restarted
 	// Identity is who an authenticated stream is, and what it may do
 	// (Stream.Identity).
 	Identity = actors.Identity
@@ -142,6 +146,13 @@ type Config struct {
 	WebSocketAddr         string
 	WebSocketOrigins      []string
 	WebSocketPingInterval time.Duration
+	// DebugPayloads overwrites each Received payload with '~' once the
+	// application's Receive has returned, so that a slice of it kept by
+	// mistake (the payload is valid only during Receive) shows garbage at
+	// once instead of another frame's bytes later on. Also set by the
+	// environment variable HYDROGEN_DEBUG_PAYLOADS=1. Costs a pass over
+	// every payload: for development, not production.
+	DebugPayloads bool
 	// Cluster, when set, joins this broker to a cluster of brokers (see
 	// package actors/cluster): every broadcast through the StreamList
 	// also reaches the streams of every other node, and theirs reach this
@@ -234,6 +245,7 @@ func New(cfg Config) (*Broker, error) {
 		Start:         b.start,
 		Authenticator: cfg.Authenticator,
 		AuthTimeout:   cfg.AuthTimeout,
+		DebugPayloads: cfg.DebugPayloads || os.Getenv("HYDROGEN_DEBUG_PAYLOADS") == "1",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)

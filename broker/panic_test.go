@@ -75,8 +75,10 @@ func TestPanicStorm(t *testing.T) {
 			}
 			close(stop)
 			<-done
-			waitFor(t, "every panic handled", 10*time.Second, func() bool {
-				return b.Stats().Actors.HandlerPanics == uint64(sent.Load())
+			waitFor(t, "every panic handled and its actor restarted", 10*time.Second, func() bool {
+				// The restart follows the panic's count: wait for both.
+				st := b.Stats().Actors
+				return st.HandlerPanics == uint64(sent.Load()) && st.HandlerRestarts == st.HandlerPanics
 			})
 			st := b.Stats().Actors
 			if st.HandlerRestarts != st.HandlerPanics {

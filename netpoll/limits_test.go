@@ -251,7 +251,7 @@ func expectRefusal(t testing.TB, c net.Conn) {
 // not an empty queue: a reader slower than its queue fills, but reading,
 // is never closed for it.
 func TestWriteTimeoutCountsProgress(t *testing.T) {
-	const writeTimeout = time.Second
+	const writeTimeout = 2 * time.Second
 	h := newHandler(t, replyNone)
 	s := startServer(t, Config{MaxPending: 64 << 20, WriteTimeout: writeTimeout}, h)
 	cl := dialSlow(t, s.Addr())
@@ -263,7 +263,7 @@ func TestWriteTimeoutCountsProgress(t *testing.T) {
 	}
 	c := o.c
 	payload := make([]byte, 60000)
-	const n = 70 // 4 MB: four write timeouts' worth at the reader's pace
+	const n = 70 // 4 MB: two write timeouts' worth at the reader's pace
 	go func() {
 		for range n {
 			if c.Send(payload) != nil {
@@ -271,7 +271,7 @@ func TestWriteTimeoutCountsProgress(t *testing.T) {
 			}
 		}
 	}()
-	// 256 KiB every writeTimeout/4: the queue never empties for several
+	// 256 KiB every writeTimeout/8: the queue never empties for two
 	// timeouts, but moves all the time.
 	buf := make([]byte, 256<<10)
 	total := 0
@@ -282,7 +282,7 @@ func TestWriteTimeoutCountsProgress(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %d bytes: %v (closed: %v)", total, err, h.reasonFor(t, c))
 		}
-		time.Sleep(writeTimeout / 4) // the reader's pace
+		time.Sleep(writeTimeout / 8) // the reader's pace
 	}
 	if _, closes := h.counts(c); closes != 0 {
 		t.Fatal("a reader making progress was closed")
