@@ -308,6 +308,7 @@ func (r *Runtime) OnFrames(c *netpoll.Conn, b *netpoll.Batch) {
 func (r *Runtime) OnClose(c *netpoll.Conn, err error) {
 	s := c.Value().(*Stream)
 	r.streams.set.remove(s)
+	s.leaveAll()
 	if s.connPID != nil {
 		r.system.Root.Send(s.connPID, &closed{reason: err})
 	}

@@ -32,6 +32,10 @@ type Stream struct {
 
 	valMu  sync.Mutex
 	values []value // Stream.SetValue's, by key; few, so a slice
+
+	gmu    sync.Mutex
+	groups []*group // the groups it joined
+	left   bool     // closed: it left every group and joins none
 }
 
 type value struct {
@@ -214,6 +218,9 @@ type streamSet struct {
 	// remote, when set, also carries every broadcast to the other nodes
 	// of a cluster; nil on a broker running alone. Set before serving.
 	remote func(from *Stream, payload []byte)
+
+	groups      groups
+	memberships atomic.Int64
 }
 
 type streamShard struct {

@@ -42,6 +42,8 @@ type (
 	// Restarted tells an application actor restarted after a panic what
 	// it serves, before any other message but Started.
 	Restarted = actors.Restarted
+	// Group is a named set of streams (a room, a topic): StreamList.Group.
+	Group = actors.Group
 	// Identity is who an authenticated stream is, and what it may do
 	// (Stream.Identity).
 	Identity = actors.Identity
@@ -559,6 +561,16 @@ func (b *Broker) QueuedBytes() int64 {
 // these too, so both always agree.
 func (b *Broker) Counters() telemetry.Counters { return b.rt.Counters() }
 
+// groupCounts is the groups part of the telemetry reply.
+func (b *Broker) groupCounts() telemetry.Groups {
+	gs := b.rt.Streams().GroupStats()
+	g := telemetry.Groups{Count: gs.Groups, Members: gs.Memberships, Largest: make([]telemetry.GroupSize, len(gs.Largest))}
+	for i, l := range gs.Largest {
+		g.Largest[i] = telemetry.GroupSize{Name: l.Name, Members: l.Members}
+	}
+	return g
+}
+
 // ioCounters feeds the runtime's telemetry counters from the server's.
 func (b *Broker) ioCounters() telemetry.Counters {
 	s := b.srv.Stats()
@@ -577,6 +589,7 @@ func (b *Broker) ioCounters() telemetry.Counters {
 		ClosedFrame:      s.ClosedFrame,
 		ClosedHandshake:  s.ClosedHandshake,
 		WebSocketRefused: s.WebSocketRefused,
+		Groups:           b.groupCounts(),
 		PausedReads:      s.PausedReads,
 		ProducerStalls:   s.ProducerStalls,
 		StalledReads:     s.StalledReads,

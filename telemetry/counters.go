@@ -32,6 +32,20 @@ type Counters struct {
 	HandlerPanics     uint64 // panics recovered in application actors
 
 	Memory Memory // the memory budget
+	Groups Groups // the groups (rooms, topics) of streams
+}
+
+// Groups are the broker's groups of streams in figures.
+type Groups struct {
+	Count   int         `json:"count"`   // groups with members
+	Members int64       `json:"members"` // members of all groups together
+	Largest []GroupSize `json:"largest"` // the largest groups, at most 10, largest first
+}
+
+// GroupSize is one group's name and number of members.
+type GroupSize struct {
+	Name    string `json:"name"`
+	Members int    `json:"members"`
 }
 
 // Memory is the broker's memory budget: the bytes queued for clients plus

@@ -42,6 +42,7 @@ type Reply struct {
 	TelemetryRequests   uint64  `json:"telemetry_requests"`
 	HandlerPanics       uint64  `json:"handler_panics"`
 	Memory              Memory  `json:"memory"`
+	Groups              Groups  `json:"groups"`
 
 	// Cluster describes the cluster this broker belongs to; nil, and left
 	// out of the JSON, when it runs alone.
@@ -140,6 +141,7 @@ func BuildReply(start, now time.Time, c Counters, before, after CPUSample, mem M
 		TelemetryRequests:   c.TelemetryRequests,
 		HandlerPanics:       c.HandlerPanics,
 		Memory:              c.Memory,
+		Groups:              c.Groups,
 	}
 }
 

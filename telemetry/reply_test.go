@@ -222,6 +222,7 @@ func TestReplyGolden(t *testing.T) {
 		ClosedMemory: 8, ClosedFrame: 9, ClosedHandshake: 14, AuthFailures: 15, WebSocketRefused: 17, FramesRefused: 16, PausedReads: 1, ProducerStalls: 10, StalledReads: 11,
 		TelemetryRequests: 6, HandlerPanics: 7,
 		Memory: Memory{Used: 12 << 20, Limit: 4 << 30, Stalls: 13, Stalled: true},
+		Groups: Groups{Count: 2, Members: 5, Largest: []GroupSize{{"room1", 3}, {"room2", 2}}},
 	}
 	mem := MemInfo{Total: 16 << 30, Available: 12 << 30, RSS: 20 << 20}
 	r := BuildReply(start, now, c, before, after, mem)

@@ -146,14 +146,14 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, "bench "+mode, "%v", err)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "broker bench %s: %v\n", mode, err)
+		fmt.Fprintf(stderr, "broker bench %s: %s\n", mode, clientError(err))
 		return exitError
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(res); err != nil {
-			fmt.Fprintf(stderr, "broker bench %s: %v\n", mode, err)
+			fmt.Fprintf(stderr, "broker bench %s: %s\n", mode, clientError(err))
 			return exitError
 		}
 		return exitOK

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/hydrogen-mq/hydrogen/broker"
+	"github.com/hydrogen-mq/hydrogen/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -29,6 +30,7 @@ func newRegistry(b *broker.Broker) *prometheus.Registry {
 type snapshot struct {
 	st     broker.Stats
 	queued int64
+	groups telemetry.Groups
 }
 
 // metric is one hydrogen_ metric without labels: how to read its value
@@ -49,6 +51,7 @@ type collector struct {
 	b       *broker.Broker
 	metrics []metric
 	closed  *prometheus.Desc // hydrogen_connections_closed_total{reason}
+	members *prometheus.Desc // hydrogen_group_members{group}, the largest groups
 }
 
 func newCollector(b *broker.Broker) *collector {
@@ -116,6 +119,12 @@ func newCollector(b *broker.Broker) *collector {
 			counter("hydrogen_websocket_refused_total",
 				"WebSocket upgrade requests refused on --ws-addr: malformed (400), or from an origin not allowed (403).",
 				func(s *snapshot) uint64 { return s.st.IO.WebSocketRefused }),
+			gauge("hydrogen_groups",
+				"Groups (rooms, topics) of streams with members now.",
+				func(s *snapshot) float64 { return float64(s.groups.Count) }),
+			gauge("hydrogen_group_memberships",
+				"Members of all groups together now: a stream in three groups counts three.",
+				func(s *snapshot) float64 { return float64(s.groups.Members) }),
 			counter("hydrogen_memory_stalls_total",
 				"Times the memory budget passed 3/4 and every connection's reading stalled.",
 				func(s *snapshot) uint64 { return s.st.IO.MemoryStalls }),
@@ -150,6 +159,9 @@ func newCollector(b *broker.Broker) *collector {
 		closed: prometheus.NewDesc("hydrogen_connections_closed_total",
 			"Connections closed, by reason: peer (end of file), reset (RST or other socket error), protocol_error, slow_consumer, memory (closed by the memory budget), limit (refused at --max-conns or --max-conns-per-ip), idle (--idle-timeout), frame_timeout (--frame-timeout), handshake (a TLS handshake or authentication that failed or timed out), shutdown, local (closed by the application).",
 			[]string{"reason"}, nil),
+		members: prometheus.NewDesc("hydrogen_group_members",
+			"Members of each of the ten largest groups now.",
+			[]string{"group"}, nil),
 	}
 }
 
@@ -159,11 +171,15 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- m.desc
 	}
 	ch <- c.closed
+	ch <- c.members
 }
 
 // Collect implements prometheus.Collector.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	s := snapshot{st: c.b.Stats(), queued: c.b.QueuedBytes()}
+	s := snapshot{st: c.b.Stats(), queued: c.b.QueuedBytes(), groups: c.b.Counters().Groups}
+	for _, g := range s.groups.Largest {
+		ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(g.Members), g.Name)
+	}
 	for _, m := range c.metrics {
 		ch <- prometheus.MustNewConstMetric(m.desc, m.typ, m.value(&s))
 	}

@@ -49,6 +49,8 @@ var hydrogenMetrics = map[string]dto.MetricType{
 	"hydrogen_tls_handshake_failures_total": dto.MetricType_COUNTER,
 	"hydrogen_websocket_upgrades_total":     dto.MetricType_COUNTER,
 	"hydrogen_websocket_refused_total":      dto.MetricType_COUNTER,
+	"hydrogen_groups":                       dto.MetricType_GAUGE,
+	"hydrogen_group_memberships":            dto.MetricType_GAUGE,
 }
 
 // closeReasons are the values of hydrogen_connections_closed_total's

@@ -53,7 +53,7 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	f.maxPending = byteSize(netpoll.DefaultMaxPending)
 	f.maxMemory = byteSize(broker.DefaultMaxMemory())
 	fs.StringVar(&f.addr, "addr", broker.DefaultAddr, "TCP `address` to listen on; [::]:PORT for IPv6 and IPv4")
-	fs.StringVar(&f.app, "app", "broadcast", "built-in application: echo (reply to the sender) or broadcast (send to every other stream)")
+	fs.StringVar(&f.app, "app", "broadcast", "built-in application: echo (reply to the sender), broadcast (send to every other stream) or pubsub (topics: SUB, UNSUB, PUB; see docs/PROTOCOL.md)")
 	fs.IntVar(&f.loops, "loops", runtime.GOMAXPROCS(0), "epoll event loops")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "maximum open connections; 0 means no limit but RLIMIT_NOFILE")
 	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "maximum open connections from one IP address; 0 means no limit")
@@ -142,8 +142,10 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		app = broker.Echo()
 	case "broadcast":
 		app = broker.Broadcast()
+	case "pubsub":
+		app = broker.PubSub()
 	default:
-		return usageError(stderr, "serve", "--app %q: want echo or broadcast", f.app)
+		return usageError(stderr, "serve", "--app %q: want echo, broadcast or pubsub", f.app)
 	}
 	switch {
 	case f.loops < 1:
@@ -331,6 +333,14 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
+		// Durations as people and flags write them ("10s"), not as
+		// nanoseconds, which slog's JSON would print.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)

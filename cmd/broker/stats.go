@@ -66,7 +66,7 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 	c, err := client.Dial(dctx, *addr, opts...)
 	cancel()
 	if err != nil {
-		fmt.Fprintf(stderr, "broker stats: %v\n", err)
+		fmt.Fprintf(stderr, "broker stats: %s\n", clientError(err))
 		return exitError
 	}
 	defer c.Close()
@@ -80,7 +80,7 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 	if !*watch {
 		st, err := ask()
 		if err != nil {
-			fmt.Fprintf(stderr, "broker stats: %v\n", err)
+			fmt.Fprintf(stderr, "broker stats: %s\n", clientError(err))
 			return exitError
 		}
 		if *asJSON {
@@ -101,7 +101,7 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 			return exitOK // interrupted: the normal end of a watch
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "broker stats: %v\n", err)
+			fmt.Fprintf(stderr, "broker stats: %s\n", clientError(err))
 			return exitError
 		}
 		now := time.Now()
@@ -207,3 +207,7 @@ func printMemory(w io.Writer, raw json.RawMessage) {
 	}
 	fmt.Fprintf(w, "memory budget\t%s used of %s\t%s\n", humanBytes(uint64(max(m.Used, 0))), humanBytes(uint64(m.Limit)), state)
 }
+
+// clientError is err's text without the client's "hydrogen: " prefix: the
+// command names itself already.
+func clientError(err error) string { return strings.TrimPrefix(err.Error(), "hydrogen: ") }
