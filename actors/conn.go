@@ -171,6 +171,7 @@ func (a *connActor) startApp(ctx actor.Context) {
 			cp := *props
 			props = cp.Configure(actor.WithMailbox(func() actor.Mailbox {
 				a.appBox = newLoopMailbox().(*loopMailbox)
+				a.appBox.stream = a.s
 				return a.appBox
 			}))
 		}

@@ -218,6 +218,7 @@ func (g Group) sendFrame(except *Stream, frame []byte) int {
 	if grp == nil {
 		return 0
 	}
+	g.set.batches.flush()
 	var producer *netpoll.Conn
 	if g.from != nil {
 		producer = g.from.conn

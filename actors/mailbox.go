@@ -37,6 +37,11 @@ type loopMailbox struct {
 	invoker    actor.MessageInvoker
 	dispatcher actor.Dispatcher
 	run        func() // processMessages, bound once
+
+	// stream, for an on-loop application's mailbox, gathers what a run
+	// broadcasts into one batch (see batch.go); nil for a connection
+	// actor's.
+	stream *Stream
 }
 
 const (
@@ -150,7 +155,13 @@ func (m *loopMailbox) schedule() {
 
 func (m *loopMailbox) processMessages() {
 	for {
-		m.drain()
+		if m.stream != nil {
+			m.stream.beginRun()
+			m.drain()
+			m.stream.endRun()
+		} else {
+			m.drain()
+		}
 		m.status.Store(mailboxIdle)
 		// A message posted after drain found the queues empty, and before
 		// the store above, did not schedule: look again.

@@ -326,6 +326,9 @@ func (r *Runtime) Drain(ctx context.Context) error {
 			busy = s.pending.Load() > 0
 			return !busy
 		})
+		// A run's gathered broadcasts are queued when the run ends,
+		// after its last frame counted as handled: looked at second.
+		busy = busy || r.streams.set.batches.n.Load() > 0
 		if !busy {
 			return nil
 		}

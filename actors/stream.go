@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,9 @@ type Stream struct {
 	gmu    sync.Mutex
 	groups []*group // the groups it joined
 	left   bool     // closed: it left every group and joins none
+
+	bmu   sync.Mutex
+	batch batch // broadcasts gathered during a run of its on-loop application
 }
 
 type value struct {
@@ -142,7 +146,10 @@ func (s *Stream) Identity() *Identity { return s.identity.Load() }
 // For flow control the stream is its own producer: when what is sent to
 // it piles up past 3/4 of its bound, its own reading stalls (a client
 // that does not read its replies is not read either).
-func (s *Stream) Send(payload []byte) error { return s.conn.SendFrom(s.conn, payload) }
+func (s *Stream) Send(payload []byte) error {
+	s.view.set.batches.flush()
+	return s.conn.SendFrom(s.conn, payload)
+}
 
 // Refuse answers a frame the application will not act on — one from an
 // identity not allowed to publish, say — with the error object
@@ -150,13 +157,17 @@ func (s *Stream) Send(payload []byte) error { return s.conn.SendFrom(s.conn, pay
 // telemetry reply). The stream stays open.
 func (s *Stream) Refuse(reason string) error {
 	s.rt.refused.Add(1)
+	s.view.set.batches.flush()
 	return s.conn.SendFrom(s.conn, telemetry.ErrorReply(reason))
 }
 
 // Close closes the stream; what is queued gets one attempt at being
 // written first. Application actors then receive Closed with the reason
 // (nil means netpoll.ErrClosed).
-func (s *Stream) Close(reason error) { s.conn.Close(reason) }
+func (s *Stream) Close(reason error) {
+	s.view.set.batches.flush()
+	s.conn.Close(reason)
+}
 
 // Queued reports the outbound bytes queued and not yet written.
 func (s *Stream) Queued() int { return s.conn.Queued() }
@@ -220,6 +231,7 @@ type streamSet struct {
 	remote func(from *Stream, payload []byte)
 
 	groups      groups
+	batches     batches // streams holding broadcasts gathered in a run
 	memberships atomic.Int64
 }
 
@@ -292,6 +304,14 @@ func (l *StreamList) Get(id uint64) *Stream {
 // Broadcast sends payload to every open stream and returns how many
 // streams it was queued for. Streams that have closed, or that are closed
 // now as slow consumers, are skipped; no stream waits for another.
+//
+// Called by an application running on the event loop (OnEventLoop) with
+// its own messages' list, the frame is queued when the handler's run of
+// its mailbox ends, together with the other frames that run broadcast —
+// one append per stream for a read's worth of frames — and the count is
+// of the streams open when it was called. Order is kept: anything the
+// handler sends after a broadcast (Send, a group's broadcast, Close)
+// queues the broadcast first.
 func (l *StreamList) Broadcast(payload []byte) (int, error) {
 	return l.BroadcastExcept(nil, payload)
 }
@@ -299,12 +319,22 @@ func (l *StreamList) Broadcast(payload []byte) (int, error) {
 // BroadcastExcept sends payload to every open stream but except (which may
 // be nil), as Broadcast does.
 func (l *StreamList) BroadcastExcept(except *Stream, payload []byte) (int, error) {
-	frame, err := wire.Encode(payload)
-	if err != nil {
-		return 0, err
+	if len(payload) > wire.MaxPayload {
+		return 0, fmt.Errorf("%w: %d bytes", wire.ErrPayloadTooLarge, len(payload))
 	}
 	if l.set.remote != nil {
 		l.set.remote(except, payload)
+	}
+	if l.from != nil && l.from.gather(except, payload) {
+		n := l.Len()
+		if except != nil {
+			n--
+		}
+		return max(n, 0), nil
+	}
+	frame, err := wire.Encode(payload)
+	if err != nil {
+		return 0, err
 	}
 	return l.SendFrameExcept(except, frame), nil
 }
@@ -324,6 +354,7 @@ func (l *StreamList) SetRemote(publish func(from *Stream, payload []byte)) {
 // stream but except, sharing its bytes, and returns how many streams it
 // was queued for. The frame must not be modified afterwards.
 func (l *StreamList) SendFrameExcept(except *Stream, frame []byte) int {
+	l.set.batches.flush()
 	var producer *netpoll.Conn
 	if l.from != nil {
 		producer = l.from.conn
@@ -342,19 +373,55 @@ func (l *StreamList) SendFrameExcept(except *Stream, frame []byte) int {
 	return sent
 }
 
-// Each calls fn for every open stream until fn returns false. fn runs
-// under a shard's read lock: it may Send to and Close streams, but must
-// not block.
-func (l *StreamList) Each(fn func(*Stream) bool) {
+// sendFrames queues f to every open stream but except, on behalf of the
+// view's producer, and returns how many streams it was queued for.
+func (l *StreamList) sendFrames(except *Stream, f netpoll.Frames) int {
+	var producer *netpoll.Conn
+	if l.from != nil {
+		producer = l.from.conn
+	}
+	sent := 0
 	for i := range l.set.shards {
 		sh := &l.set.shards[i]
 		sh.mu.RLock()
 		for _, s := range sh.streams {
-			if !fn(s) {
-				sh.mu.RUnlock()
-				return
+			if s != except && s.conn.SendFramesFrom(producer, f) == nil {
+				sent++
 			}
 		}
 		sh.mu.RUnlock()
 	}
+	return sent
 }
+
+// Each calls fn for every open stream until fn returns false. fn runs
+// outside the list's locks, on each shard's streams as they were when the
+// shard was reached: it may Send to, Close and broadcast to streams, but
+// must not block. A stream that closes meanwhile may still be passed to
+// fn; its methods then fail with netpoll.ErrClosed.
+func (l *StreamList) Each(fn func(*Stream) bool) {
+	bp := eachPool.Get().(*[]*Stream)
+	defer func() {
+		clear(*bp)
+		if cap(*bp) <= maxKeptEach {
+			eachPool.Put(bp)
+		}
+	}()
+	for i := range l.set.shards {
+		sh := &l.set.shards[i]
+		sh.mu.RLock()
+		*bp = append((*bp)[:0], sh.streams...)
+		sh.mu.RUnlock()
+		for _, s := range *bp {
+			if !fn(s) {
+				return
+			}
+		}
+	}
+}
+
+// eachPool holds Each's copies of a shard; maxKeptEach bounds the size of
+// those it keeps.
+var eachPool = sync.Pool{New: func() any { return new([]*Stream) }}
+
+const maxKeptEach = 4096

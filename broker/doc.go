@@ -27,6 +27,12 @@
 // in the order sent, and the frames one actor sends to a stream are
 // written in the order sent.
 //
+// On the event loop, what a handler broadcasts while it handles one read's
+// frames is queued to each stream in one piece when it is done — one
+// append and one write per stream for the read, not one per frame — which
+// is what makes a broadcast cheap per delivery. Order holds: anything the
+// handler sends or closes after a broadcast queues the broadcast first.
+//
 // With Config.Cluster set, the broker joins a cluster of brokers
 // (package actors/cluster): Broadcast and BroadcastExcept then reach the
 // streams of every node, with no change to handler code.

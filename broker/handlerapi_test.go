@@ -181,19 +181,28 @@ func TestStreamValuesAndLookup(t *testing.T) {
 // as '~' at once, instead of another frame's bytes some frames later.
 func TestDebugPayloads(t *testing.T) {
 	kept := make(chan []byte, 1)
+	second := make(chan struct{})
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		if m, ok := ctx.Message().(*broker.Received); ok {
 			select {
 			case kept <- m.Payload: // the mistake: no copy
 			default:
+				// The second frame: the first's Receive has returned and
+				// its payload has been overwritten. The channel orders
+				// that before the test's read of the kept payload.
+				close(second)
 			}
-			_ = m.Stream.Send([]byte("ok"))
 		}
 	})
 	b := start(t, broker.Config{DebugPayloads: true}, props, true, broker.OnEventLoop())
 	p := dial(t, b)
 	p.send([]byte("AAAAAAAA"))
-	p.next(5 * time.Second)
+	p.send([]byte("B"))
+	select {
+	case <-second:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second frame never reached the handler")
+	}
 	if got := string(<-kept); got != "~~~~~~~~" {
 		t.Errorf("a kept payload reads %q, want ~~~~~~~~", got)
 	}

@@ -107,7 +107,7 @@ func (c *Conn) SendFrom(producer *Conn, payload []byte) error {
 	if len(payload) > wire.MaxPayload {
 		return ErrFrameTooLarge
 	}
-	return c.enqueue(producer, payload, nil)
+	return c.enqueue(producer, payload, nil, 1, len(payload))
 }
 
 // SendFrame queues an encoded frame (as made by wire.AppendFrame) without
@@ -120,18 +120,19 @@ func (c *Conn) SendFrameFrom(producer *Conn, frame []byte) error {
 	if len(frame) < wire.Overhead || frame[0] != wire.Start || len(frame) != wire.FrameSize(int(frame[1])<<8|int(frame[2])) {
 		panic("netpoll: SendFrame given bytes that are not one encoded frame")
 	}
-	return c.enqueue(producer, nil, frame)
+	return c.enqueue(producer, nil, frame, 1, len(frame)-wire.Overhead)
 }
 
 // enqueue queues a payload to be framed into the connection's own buffer,
-// or, when frame is not nil, an encoded frame to be shared as it is.
+// or, when frame is not nil, encoded frames (n of them, carrying payload
+// bytes) to be shared as they are.
 //
 // The per-connection bound counts the bytes not yet handed to the kernel:
 // the bytes of a writev in progress are taken as written. Counting them
 // would close a reader that keeps up, whenever one large writev had
 // finished in the kernel and the loop had not yet subtracted it while the
 // next frames arrived.
-func (c *Conn) enqueue(producer *Conn, payload, frame []byte) error {
+func (c *Conn) enqueue(producer *Conn, payload, frame []byte, n, payloadBytes int) error {
 	size := int64(len(frame))
 	if frame == nil {
 		size = int64(wire.FrameSize(len(payload)))
@@ -158,7 +159,7 @@ func (c *Conn) enqueue(producer *Conn, payload, frame []byte) error {
 	if frame == nil {
 		c.pend.appendFrame(payload)
 	} else {
-		c.pend.appendShared(frame)
+		c.pend.appendShared(frame, n, payloadBytes)
 	}
 	c.queued.Add(size)
 	wake := c.wakeLocked()

@@ -92,11 +92,13 @@ func (p *pending) appendFrame(payload []byte) {
 	p.payload += uint64(len(payload))
 }
 
-func (p *pending) appendShared(frame []byte) {
+// appendShared queues frames, n encoded frames carrying payload bytes,
+// without copying them.
+func (p *pending) appendShared(frames []byte, n, payload int) {
 	p.cut()
-	p.segs = append(p.segs, seg{shared: frame})
-	p.frames++
-	p.payload += uint64(len(frame) - wire.Overhead)
+	p.segs = append(p.segs, seg{shared: frames})
+	p.frames += uint64(n)
+	p.payload += uint64(payload)
 }
 
 // cut closes the arena range written since the last segment.
