@@ -57,8 +57,8 @@ func (a *connActor) Receive(ctx actor.Context) {
 			a.startApp(ctx)
 			return
 		}
-		// The first frame is the credential; it must come in time.
-		a.s.conn.SetDeadline(a.rt.cfg.AuthTimeout, authFailure(errAuthTimeout))
+		// The first frame is the credential: it waits for it, under the
+		// deadline OnOpen set.
 	case *delivery:
 		if !a.authed {
 			a.credential(m)
@@ -163,19 +163,22 @@ func (a *connActor) authenticated(ctx actor.Context, m *authDone) {
 func (a *connActor) startApp(ctx actor.Context) {
 	a.app = a.rt.sharedPID
 	if a.rt.perStream {
-		props := a.rt.appProps
+		var pid *actor.PID
+		var err error
 		if a.rt.onLoop {
-			// A copy of the props whose mailbox producer tells this
-			// actor which mailbox it made. A restart keeps the
-			// mailbox, so it is made once.
-			cp := *props
-			props = cp.Configure(actor.WithMailbox(func() actor.Mailbox {
-				a.appBox = newLoopMailbox().(*loopMailbox)
-				a.appBox.stream = a.s
-				return a.appBox
-			}))
+			// The props' mailbox producer hands over the mailbox it
+			// made (newAppBox): one set of props for every stream, not
+			// a copy each. A restart keeps the mailbox, so it is made
+			// once.
+			a.rt.spawnMu.Lock()
+			a.rt.spawning = a.s
+			pid, err = ctx.SpawnNamed(a.rt.appProps, "app")
+			a.appBox, a.rt.spawned = a.rt.spawned, nil
+			a.rt.spawning = nil
+			a.rt.spawnMu.Unlock()
+		} else {
+			pid, err = ctx.SpawnNamed(a.rt.appProps, "app")
 		}
-		pid, err := ctx.SpawnNamed(props, "app")
 		if err != nil {
 			a.rt.log.Error("spawning a per-stream application actor", "stream", a.s.ID(), "err", err)
 			a.s.Close(err)

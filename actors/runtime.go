@@ -85,6 +85,14 @@ type Runtime struct {
 	appProps  *actor.Props // the application's props with our middleware
 	perStream bool
 	onLoop    bool // per-stream application actors run on the event loop
+	lazy      bool // a stream's actors are made at its first frame (SpawnOnFirstFrame)
+
+	// An on-loop application's mailbox is made by newAppBox while a
+	// connection actor spawns the application under spawnMu: spawning
+	// names the stream it is for, spawned is the mailbox made.
+	spawnMu   sync.Mutex
+	spawning  *Stream
+	spawned   *loopMailbox
 	sharedPID *actor.PID
 	supPID    *actor.PID
 	telemPID  *actor.PID
@@ -208,7 +216,7 @@ func (r *Runtime) Start(shared, perStream *actor.Props, onLoop bool) error {
 	r.appProps = cp.Configure(actor.WithReceiverMiddleware(r.appMiddleware), actor.WithDispatcher(r.disp))
 	r.onLoop = onLoop
 	if onLoop {
-		r.appProps = r.appProps.Configure(actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)), actor.WithMailbox(newLoopMailbox))
+		r.appProps = r.appProps.Configure(actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)), actor.WithMailbox(r.newAppBox))
 	}
 	strategy := actor.WithSupervisor(&restartAlways{rt: r})
 	// The connection actor runs on whichever goroutine sends to it, the
@@ -263,8 +271,25 @@ func (r *Runtime) Stats() Stats {
 	}
 }
 
-// OnOpen implements netpoll.Handler: it registers the stream and spawns
-// its connection actor.
+// newAppBox is the mailbox producer of on-loop applications: a
+// loopMailbox that gathers the stream's broadcasts, handed to the
+// connection actor that is spawning it (connActor.startApp).
+func (r *Runtime) newAppBox() actor.Mailbox {
+	m := newLoopMailbox().(*loopMailbox)
+	m.stream = r.spawning
+	r.spawned = m
+	return m
+}
+
+// SpawnOnFirstFrame makes each stream's actors (its connection actor and,
+// per stream, its application actor) when its first frame arrives rather
+// than when it opens; Connected then reaches the application just before
+// that frame. A stream that opens and never sends costs no actor. Call it
+// before Start.
+func (r *Runtime) SpawnOnFirstFrame() { r.lazy = true }
+
+// OnOpen implements netpoll.Handler: it registers the stream and, unless
+// its actors wait for its first frame, spawns its connection actor.
 func (r *Runtime) OnOpen(c *netpoll.Conn) {
 	s := &Stream{conn: c, rt: r, appPID: r.sharedPID}
 	r.streams.setView(s)
@@ -280,21 +305,38 @@ func (r *Runtime) OnOpen(c *netpoll.Conn) {
 		return
 	default:
 	}
-	pid, err := r.system.Root.SpawnNamed(r.connProps, "conn-"+strconv.FormatUint(c.ID(), 10))
+	if r.auth != nil {
+		// The first frame is the credential; it must come in time.
+		c.SetDeadline(r.cfg.AuthTimeout, authFailure(errAuthTimeout))
+	}
+	if !r.lazy {
+		r.spawnConn(s)
+	}
+}
+
+// spawnConn spawns s's connection actor, once; it reports whether s has
+// one.
+func (r *Runtime) spawnConn(s *Stream) bool {
+	if s.spawned {
+		return s.connPID != nil
+	}
+	s.spawned = true
+	pid, err := r.system.Root.SpawnNamed(r.connProps, "conn-"+strconv.FormatUint(s.ID(), 10))
 	if err != nil {
-		r.log.Error("spawning a connection actor", "stream", c.ID(), "err", err)
-		c.Close(err)
-		return
+		r.log.Error("spawning a connection actor", "stream", s.ID(), "err", err)
+		s.conn.Close(err)
+		return false
 	}
 	s.connPID = pid
 	r.system.Root.Send(pid, &started{stream: s})
+	return true
 }
 
 // OnFrames implements netpoll.Handler: one message to the connection actor
 // carries every frame of the read.
 func (r *Runtime) OnFrames(c *netpoll.Conn, b *netpoll.Batch) {
 	s := c.Value().(*Stream)
-	if s.connPID == nil {
+	if s.connPID == nil && !(r.lazy && r.spawnConn(s)) {
 		b.Release()
 		return
 	}

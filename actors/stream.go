@@ -20,6 +20,7 @@ type Stream struct {
 	rt   *Runtime
 
 	connPID *actor.PID // the connection actor
+	spawned bool       // spawning connPID was tried; on the stream's loop only
 	appPID  *actor.PID // the application actor frames go to
 
 	shard int // index of the StreamList shard holding it

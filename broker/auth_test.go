@@ -140,6 +140,8 @@ func TestAuthRefusals(t *testing.T) {
 	if ev := rec.events(); len(ev) != 0 {
 		t.Errorf("the application heard %q", ev)
 	}
+	// The client may see the end before the loop has counted the close.
+	waitFor(t, "every close counted", 5*time.Second, func() bool { return b.Stats().IO.Open == 0 })
 	if st := b.Stats(); st.Actors.TelemetryRequests != 0 || st.IO.ClosedHandshake != uint64(len(cases)) {
 		t.Errorf("telemetry requests %d, closed for the handshake %d; want 0, %d", st.Actors.TelemetryRequests, st.IO.ClosedHandshake, len(cases))
 	}

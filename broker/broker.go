@@ -203,6 +203,7 @@ type Broker struct {
 	shared    *actor.Props
 	perStream *actor.Props
 	onLoop    bool // run perStream on the event loops
+	lazy      bool // spawn a stream's actors at its first frame
 	serving   bool
 	stopOnce  sync.Once
 	stopErr   error
@@ -376,7 +377,7 @@ func (b *Broker) leaveCluster(ctx context.Context) error {
 // and shuts down; Serve returns ErrAppStopped.
 func (b *Broker) Handle(props *actor.Props) {
 	b.mu.Lock()
-	b.shared, b.perStream, b.onLoop = props, nil, false
+	b.shared, b.perStream, b.onLoop, b.lazy = props, nil, false, false
 	b.mu.Unlock()
 }
 
@@ -392,14 +393,14 @@ func (b *Broker) HandlePerStream(props *actor.Props, opts ...HandleOption) {
 		opt(&o)
 	}
 	b.mu.Lock()
-	b.shared, b.perStream, b.onLoop = nil, props, o.onLoop
+	b.shared, b.perStream, b.onLoop, b.lazy = nil, props, o.onLoop, o.lazy
 	b.mu.Unlock()
 }
 
 // A HandleOption adjusts how HandlePerStream runs the application.
 type HandleOption func(*handleOptions)
 
-type handleOptions struct{ onLoop bool }
+type handleOptions struct{ onLoop, lazy bool }
 
 // OnEventLoop runs each stream's application actor on that stream's event
 // loop, where its connection actor runs, instead of on the pool of worker
@@ -410,6 +411,19 @@ type handleOptions struct{ onLoop bool }
 // on its loop is read or written. The built-in Echo and Broadcast are such
 // handlers, and the broker binary runs them so.
 func OnEventLoop() HandleOption { return func(o *handleOptions) { o.onLoop = true } }
+
+// SpawnOnFirstFrame makes a stream's actors — its connection actor and its
+// application actor — when its first frame arrives instead of when it
+// opens, and Connected then reaches the application just before that
+// frame's Received. A stream that connects and never sends costs no actor
+// at all: a broker holding many quiet connections (subscribers that only
+// listen, say) holds a fraction of the memory per connection. Broadcasts
+// reach such a stream all the same: the StreamList holds every open
+// stream from the start. A stream that closes before its first frame
+// never meets the application: no Connected, no Closed. Use it with
+// applications that do nothing on Connected; the built-in Echo, Broadcast
+// and PubSub are such, and the broker binary runs them so.
+func SpawnOnFirstFrame() HandleOption { return func(o *handleOptions) { o.lazy = true } }
 
 // Addr is the address the broker listens on.
 func (b *Broker) Addr() net.Addr { return b.srv.Addr() }
@@ -447,10 +461,13 @@ func (b *Broker) Serve(ctx context.Context) error {
 		return errors.New("broker: Serve called twice")
 	}
 	b.serving = true
-	shared, perStream, onLoop := b.shared, b.perStream, b.onLoop
+	shared, perStream, onLoop, lazy := b.shared, b.perStream, b.onLoop, b.lazy
 	b.mu.Unlock()
 	if shared == nil && perStream == nil {
 		return errors.New("broker: no application: call Handle or HandlePerStream before Serve")
+	}
+	if lazy {
+		b.rt.SpawnOnFirstFrame()
 	}
 	if err := b.rt.Start(shared, perStream, onLoop); err != nil {
 		return fmt.Errorf("broker: %w", err)

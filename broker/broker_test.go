@@ -30,6 +30,8 @@ func TestMain(m *testing.M) {
 		"baseline":          benchecho.ServeBaseline,
 		"broker-onloop-tls": serveOnLoopEchoTLS,
 		"baseline-tls":      benchecho.ServeBaselineTLS,
+		"broker-eager":      serveEchoEager,
+		"broker-lazy":       serveEchoQuiet,
 	})
 	goleak.VerifyTestMain(m,
 		// protoactor-go's dead-letter throttle outlives the actor system

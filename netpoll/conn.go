@@ -49,6 +49,7 @@ type Conn struct {
 	tls          *tlsState // nil for plain TCP; set before the loop registers c
 	ws           *wsState  // nil but for a WebSocket listener's connections; likewise
 	opened       bool      // OnOpen has been called (a TLS connection's, once its handshake is done)
+	quiet        uint8     // ticks its queue has been empty, nothing taken (shrink)
 
 	inflight atomic.Int32 // batches delivered and not yet released
 	owed     atomic.Int32 // replies the layer above owes the peer (Owe, Settle)

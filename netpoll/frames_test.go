@@ -3,6 +3,8 @@ package netpoll
 import (
 	"bytes"
 	"errors"
+	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -120,5 +122,47 @@ func TestSendFramesFromPastTheBound(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(waitLong))
 	if n, _ := c.Read(make([]byte, 1)); n != 0 {
 		t.Fatal("a frame of a run that did not fit was written")
+	}
+}
+
+// TestQuietConnectionsGiveUpTheirBuffers: connections that each had a
+// burst of replies, and then went quiet, hold no outbound buffers a few
+// ticks later: the heap per connection falls back to the connection's own
+// state, whatever the burst took.
+func TestQuietConnectionsGiveUpTheirBuffers(t *testing.T) {
+	const n = 500
+	h := newHandler(t, replyEcho)
+	s := startServer(t, Config{WriteTimeout: 800 * time.Millisecond}, h) // ticks every 100 ms
+	burst := frames(bytes.Repeat([]byte("x"), 1000), bytes.Repeat([]byte("y"), 1000), bytes.Repeat([]byte("z"), 1000))
+	conns := make([]*net.TCPConn, n)
+	for i := range conns {
+		conns[i] = dial(t, s.Addr())
+		if _, err := conns[i].Write(burst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range conns {
+		readFrames(t, c, c, 3)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	busy := heap()
+	deadline := time.Now().Add(waitLong)
+	for {
+		time.Sleep(100 * time.Millisecond)
+		quiet := heap()
+		// Each connection's burst grew its arenas to 4 KiB; quiet, it
+		// keeps none of that.
+		if busy > quiet && (busy-quiet)/n >= 3<<10 {
+			t.Logf("heap: %d B per connection busy, %d B quiet", busy/n, quiet/n)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("heap: %d B per connection busy, %d B quiet: the buffers were kept", busy/n, quiet/n)
+		}
 	}
 }

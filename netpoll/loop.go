@@ -393,6 +393,7 @@ func (l *loop) write(c *Conn, onlyOpen bool) {
 			}
 			frames, payload := c.out.take(&c.pend)
 			c.mu.Unlock()
+			c.quiet = 0
 			l.stats.msgSent.Add(frames)
 			l.stats.bytesSent.Add(payload)
 		}
@@ -696,6 +697,7 @@ func (l *loop) tick() {
 		if c == nil {
 			continue
 		}
+		c.shrink()
 		if !c.hasOutput() && c.queued.Load() > 0 {
 			// Output deferred behind a batch the handler still holds.
 			l.flush(c)

@@ -11,9 +11,15 @@ import (
 const maxIovecs = 1024
 
 // maxKeptArena bounds the frame bytes a connection keeps allocated between
-// bursts, so that an idle connection stays small whatever it once sent.
-// Larger arenas come from arenaPools and go back there once written.
-const maxKeptArena = 4 << 10
+// bursts, so that a busy connection does not allocate per burst and an
+// idle one stays small whatever it once sent. Larger arenas come from
+// arenaPools and go back there once written. A connection's own arena
+// starts at minArena bytes and doubles as its bursts need; one that has
+// queued nothing for a while gives it up altogether (Conn.shrink).
+const (
+	minArena     = 256
+	maxKeptArena = 4 << 10
+)
 
 // Arena sizes above maxKeptArena, each with a pool shared by every
 // connection: a burst of replies borrows one and gives it back when
@@ -26,14 +32,19 @@ var arenaSizes = [...]int{16 << 10, 64 << 10, 256 << 10, 1 << 20}
 var arenaPools [len(arenaSizes)]sync.Pool
 
 // growArena returns a with room for n more bytes: a itself if it has the
-// room, else a borrowed arena holding a copy of a, a given back.
+// room, else a larger arena holding a copy of a (a borrowed one past
+// maxKeptArena), a given back.
 func growArena(a []byte, box **[]byte, n int) []byte {
 	need := len(a) + n
 	if need <= cap(a) {
 		return a
 	}
 	if need <= maxKeptArena {
-		return append(make([]byte, 0, maxKeptArena), a...)
+		size := max(minArena, 2*cap(a))
+		for size < need {
+			size *= 2
+		}
+		return append(make([]byte, 0, min(size, maxKeptArena)), a...)
 	}
 	for i, size := range arenaSizes {
 		if need <= size {
@@ -214,5 +225,33 @@ func (o *outbound) reset() {
 	}
 	if cap(o.segs) > maxIovecs {
 		o.segs = nil
+	}
+}
+
+// quietTicks is how many ticks a connection's queue must stay empty, with
+// nothing taken from it, before the connection gives its buffers up.
+const quietTicks = 4
+
+// shrink gives up the buffers of a connection whose queue has been empty
+// for quietTicks ticks: an idle connection holds no arena and no segment
+// list, however busy it once was. Called by its loop's tick.
+func (c *Conn) shrink() {
+	if !c.out.empty() {
+		c.quiet = 0
+		return
+	}
+	if c.quiet++; c.quiet < quietTicks {
+		return
+	}
+	c.quiet = 0
+	c.mu.Lock()
+	if c.pend.empty() && cap(c.pend.arena)|cap(c.pend.segs) != 0 {
+		putArena(c.pend.box)
+		c.pend = pending{}
+	}
+	c.mu.Unlock()
+	if cap(c.out.arena)|cap(c.out.segs) != 0 {
+		putArena(c.out.box)
+		c.out = outbound{}
 	}
 }

@@ -359,6 +359,7 @@ func (l *loop) writeTransport(c *Conn, onlyOpen bool) {
 				}
 				frames, payload := c.out.take(&c.pend)
 				c.mu.Unlock()
+				c.quiet = 0
 				l.stats.msgSent.Add(frames)
 				l.stats.bytesSent.Add(payload)
 			}

@@ -257,7 +257,9 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		log.Error("cannot start", "err", err)
 		return exitError
 	}
-	b.HandlePerStream(app, broker.OnEventLoop())
+	// The built-in applications do nothing on Connected: a stream's
+	// actors wait for its first frame, and quiet streams stay small.
+	b.HandlePerStream(app, broker.OnEventLoop(), broker.SpawnOnFirstFrame())
 	stopMemLimit := limitHeap(b, int64(f.maxMemory), log)
 	defer stopMemLimit()
 
