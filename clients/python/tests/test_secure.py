@@ -73,7 +73,10 @@ class Secure(unittest.TestCase):
         # in a read of its own, and the kernel then resets the connection.)
         r = self.client(b.addr)
         r.send(TOKENS["unknown"])
-        r.send("one")
+        try:
+            r.send("one")
+        except ConnectionEndedError:
+            pass  # the broker answered and closed first
         self.assertEqual(json.loads(r.recv(timeout=5)), {"error": "auth: credential refused"})
         end = r.wait_closed()
         self.assertTrue(isinstance(end, BrokerClosedError) or
