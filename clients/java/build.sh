@@ -7,6 +7,8 @@
 #                       against the broker ($HYDROGEN_BROKER, or built from
 #                       the repository with go build); extra arguments
 #                       filter the tests by name
+#   ./build.sh test-classes   only compile the client and its tests
+#   ./build.sh run-tests      only run the tests compiled before (filters as for test)
 #   ./build.sh jar      build/hydrogen-client.jar
 #   ./build.sh clean    remove build/
 set -euo pipefail
@@ -25,6 +27,22 @@ compile_main() {
 	"$JAVAC" "${FLAGS[@]}" -d build/classes @build/main-sources.txt
 }
 
+compile_tests() {
+	compile_main
+	rm -rf build/test-classes
+	mkdir -p build/test-classes
+	find src/test/java -name '*.java' >build/test-sources.txt
+	"$JAVAC" "${FLAGS[@]}" -Xlint:-try -cp build/classes -d build/test-classes @build/test-sources.txt
+}
+
+run_tests() {
+	if [ ! -d build/test-classes ]; then
+		echo "build.sh: no build/test-classes; run ./build.sh test or test-classes first" >&2
+		exit 2
+	fi
+	"$JAVA" -cp build/classes:build/test-classes com.github.hydrogenmq.client.TestRunner "$@"
+}
+
 cmd=${1:-build}
 case "$cmd" in
 build)
@@ -33,12 +51,16 @@ build)
 	;;
 test)
 	shift
-	compile_main
-	rm -rf build/test-classes
-	mkdir -p build/test-classes
-	find src/test/java -name '*.java' >build/test-sources.txt
-	"$JAVAC" "${FLAGS[@]}" -Xlint:-try -cp build/classes -d build/test-classes @build/test-sources.txt
-	"$JAVA" -cp build/classes:build/test-classes com.github.hydrogenmq.client.TestRunner "$@"
+	compile_tests
+	run_tests "$@"
+	;;
+test-classes)
+	compile_tests
+	echo "build/classes build/test-classes"
+	;;
+run-tests)
+	shift
+	run_tests "$@"
 	;;
 jar)
 	compile_main
@@ -49,10 +71,10 @@ clean)
 	rm -rf build
 	;;
 -h | --help | help)
-	sed -n '2,12p' "$0"
+	sed -n '2,13p' "$0"
 	;;
 *)
-	echo "build.sh: unknown command: $cmd (build, test, jar, clean)" >&2
+	echo "build.sh: unknown command: $cmd (build, test, test-classes, run-tests, jar, clean)" >&2
 	exit 2
 	;;
 esac

@@ -54,7 +54,21 @@ export function openWs(url, o) {
         reject(new HydrogenError('TIMEOUT', `connect to ${url}: not open within ${o.timeout} ms`));
       }, o.timeout);
     }
-    ws.onerror = () => {}; // the close that follows carries what is known
+    // A browser follows an error with a close, which carries the code; Node
+    // 20's WebSocket may not (after a failed TLS handshake it stays
+    // CONNECTING), so an error fails the connect at once.
+    ws.onerror = (e) => {
+      cleanup();
+      if (ws.readyState === 0) {
+        try {
+          ws.close();
+        } catch {
+          // it is failing already
+        }
+      }
+      const why = e && typeof e.message === 'string' && e.message !== '' ? `: ${e.message}` : '';
+      reject(new HydrogenError('IO', `connect to ${url}: the WebSocket did not open (error${why})`));
+    };
     ws.onclose = (e) => {
       cleanup();
       reject(new HydrogenError('IO', `connect to ${url}: the WebSocket did not open (close code ${e.code}${e.reason ? `: ${e.reason}` : ''})`, { wsCode: e.code, wsReason: e.reason }));

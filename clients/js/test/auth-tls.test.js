@@ -13,9 +13,10 @@ const LIMIT = { timeout: 20000 };
 /**
  * A server that takes the first frame as the credential and answers as
  * answer(credential) says: a payload to send, null to close without
- * answering, or undefined to stay silent. Then it echoes.
+ * answering, or undefined to stay silent; `after` frames go in the same
+ * write as the answer. Then it echoes.
  */
-function authServer(answer) {
+function authServer(answer, after = []) {
   const seen = [];
   return testServer((sock) => {
     let first = true;
@@ -29,7 +30,7 @@ function authServer(answer) {
       const a = answer(Buffer.from(p).toString());
       if (a === null) sock.destroy();
       else if (a !== undefined) {
-        sock.write(frame(a));
+        sock.write(Buffer.concat([frame(a), ...after.map(frame)]));
         if (a.includes('"error"')) sock.end();
       }
     });
@@ -37,11 +38,15 @@ function authServer(answer) {
 }
 
 test('C15: an accepted credential is sent first, and connect resolves with the identity', LIMIT, async () => {
-  const srv = await authServer((cred) => (cred === 'secret-token' ? '{"auth":"ok","identity":"alice"}' : '{"error":"unknown token"}'));
+  const srv = await authServer((cred) => (cred === 'secret-token' ? '{"auth":"ok","identity":"alice"}' : '{"error":"unknown token"}'),
+    ['right behind 1', 'right behind 2']);
   const c = await connect(srv.addr, { credential: 'secret-token' });
   try {
     assert.equal(c.identity, 'alice');
     assert.deepEqual(srv.seen, ['secret-token']);
+    for (const want of ['right behind 1', 'right behind 2']) {
+      assert.equal(Buffer.from(await c.receive({ timeout: 5000 })).toString(), want, 'frames in the read of the answer are messages, in order');
+    }
     await c.send('after auth');
     assert.equal(Buffer.from(await c.receive({ timeout: 5000 })).toString(), 'after auth', 'the answer is not delivered as a message');
   } finally {

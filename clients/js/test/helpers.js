@@ -132,23 +132,66 @@ export async function waitFor(what, cond, limit = 10000) {
 }
 
 /**
- * A throwaway certificate authority and a server certificate for
- * localhost and 127.0.0.1, made with openssl in a temporary directory
- * (removed at exit). Returns the PEM file paths.
+ * A throwaway certificate authority, a server certificate for localhost
+ * and 127.0.0.1, and a client certificate (subject CN=carol) signed by it;
+ * another CA that signed nothing the broker trusts, and a client
+ * certificate (CN=mallory) signed by that one. Made once per process with
+ * openssl in a temporary directory (removed at exit). Returns the PEM file
+ * paths.
  */
 export function makeCertificates() {
+  if (certs) return certs;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hydrogen-tls-'));
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   const ssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const issue = (name, subject, ca, ext) => {
+    ssl('req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject);
+    writeFileSync(path.join(dir, `${name}.cnf`), ext);
+    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial',
+      '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.cnf`);
+  };
   ssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=hydrogen test CA');
-  ssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
-  writeFileSync(path.join(dir, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n');
-  ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'ext.cnf');
-  // A second CA that signed nothing here: trusting it alone must fail.
+  issue('server', '/CN=localhost', 'ca', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n');
+  issue('client', '/CN=carol', 'ca', 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n');
+  // A second CA that signed nothing the broker trusts: trusting it alone
+  // must fail, and a client certificate it signed must be refused.
   ssl('req', '-x509', ...ec, '-keyout', 'other.key', '-out', 'other.pem', '-days', '1', '-subj', '/CN=another CA');
-  return { dir, ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key'), otherCa: path.join(dir, 'other.pem') };
+  issue('mallory', '/CN=mallory', 'other', 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n');
+  const f = (name) => path.join(dir, name);
+  certs = {
+    dir,
+    ca: f('ca.pem'),
+    cert: f('server.pem'),
+    key: f('server.key'),
+    otherCa: f('other.pem'),
+    clientCert: f('client.pem'),
+    clientKey: f('client.key'),
+    otherClientCert: f('mallory.pem'),
+    otherClientKey: f('mallory.key'),
+  };
+  return certs;
 }
+let certs = null;
+
+/**
+ * A token file for `broker serve --auth-token-file` in a temporary
+ * directory (removed at exit): alice may publish, bob may not.
+ */
+export function makeTokens() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hydrogen-tokens-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'tokens');
+  writeFileSync(file, `${TOKENS.alice} alice\n${TOKENS.bob} bob publish=false\n`, { mode: 0o600 });
+  return file;
+}
+
+/** The tokens of makeTokens(), and one the broker does not know. */
+export const TOKENS = {
+  alice: 'alice-token-7f3c9a1e5b2d4c6f',
+  bob: 'bob-token-0e1d2c3b4a596877',
+  unknown: 'nobody-token-0123456789abcdef',
+};
 
 /** Frames that must not be taken for a reply (as in the Go client's tests). */
 export const notReplies = ['plain', '', '{}', '{"uptime":1}', '{"UP_TIME":1}', '{"nested":{"up_time":1}}',

@@ -81,19 +81,37 @@ def tls_context(
     tls: Union[bool, ssl.SSLContext, None],
     ca_file: Optional[str],
     server_hostname: Optional[str],
+    cert_file: Optional[str] = None,
+    key_file: Optional[str] = None,
 ) -> Optional[ssl.SSLContext]:
     """The SSL context to connect with, or None for plain TCP. TLS is on for
-    a tls:// address, tls=True or a context, or when ca_file or
-    server_hostname is given; certificates are verified against ca_file,
-    or the system's CAs."""
+    a tls:// address, tls=True or a context, or when ca_file,
+    server_hostname or cert_file is given; certificates are verified
+    against ca_file, or the system's CAs. cert_file (PEM, the certificate
+    chain, with the key unless key_file holds it) is the client's
+    certificate for a broker that asks for one (mutual TLS)."""
     if tls is not None and not isinstance(tls, (bool, ssl.SSLContext)):
         raise TypeError("hydrogen: tls must be True, False, None or an ssl.SSLContext, not %s" % type(tls).__name__)
+    for name, value in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError("hydrogen: %s must be a non-empty path, not %r" % (name, value))
+    if key_file is not None and cert_file is None:
+        raise ValueError("hydrogen: key_file without cert_file")
     if isinstance(tls, ssl.SSLContext):
-        if ca_file is not None:
-            raise ValueError("hydrogen: give ca_file or an SSLContext in tls, not both")
+        if ca_file is not None or cert_file is not None:
+            raise ValueError("hydrogen: give ca_file and cert_file, or an SSLContext in tls, not both")
         return tls
-    if tls is False and (use_tls or ca_file is not None or server_hostname is not None):
-        raise ValueError("hydrogen: tls=False contradicts a tls:// address, ca_file or server_hostname")
-    if not (use_tls or tls or ca_file is not None or server_hostname is not None):
+    if tls is False and (use_tls or ca_file is not None or server_hostname is not None or cert_file is not None):
+        raise ValueError("hydrogen: tls=False contradicts a tls:// address, ca_file, server_hostname or cert_file")
+    if not (use_tls or tls or ca_file is not None or server_hostname is not None or cert_file is not None):
         return None
-    return ssl.create_default_context(cafile=ca_file)
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError("hydrogen: ca_file %r: %s" % (ca_file, e)) from e
+    if cert_file is not None:
+        try:
+            ctx.load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError("hydrogen: cert_file %r / key_file %r: %s" % (cert_file, key_file, e)) from e
+    return ctx

@@ -46,6 +46,8 @@ async def connect(
     tls: Union[bool, ssl.SSLContext, None] = None,
     ca_file: Optional[str] = None,
     server_hostname: Optional[str] = None,
+    cert_file: Optional[str] = None,
+    key_file: Optional[str] = None,
     max_payload: int = MAX_PAYLOAD,
     recv_buffer: int = DEFAULT_RECV_BUFFER,
 ) -> "AsyncClient":
@@ -58,7 +60,9 @@ async def connect(
     accepted it (raising AuthRefusedError with its reason otherwise). TLS
     is on for a tls:// address, tls=True or an ssl.SSLContext, ca_file or
     server_hostname; the certificate is verified against ca_file (or the
-    system's CAs) and server_hostname (default: the host). max_payload
+    system's CAs) and server_hostname (default: the host); cert_file (and
+    key_file, unless the key is in cert_file) is a client certificate for a
+    broker that requires one (mutual TLS). max_payload
     bounds what the broker may send; recv_buffer is how many messages wait
     for recv() before reading pauses.
     """
@@ -67,7 +71,7 @@ async def connect(
     cred = None if credential is None else check_credential(credential)
     check_int(max_payload, "max_payload", 0, MAX_PAYLOAD)
     check_int(recv_buffer, "recv_buffer", 1)
-    ctx = tls_context(use_tls, tls, ca_file, server_hostname)
+    ctx = tls_context(use_tls, tls, ca_file, server_hostname, cert_file, key_file)
     where = "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout

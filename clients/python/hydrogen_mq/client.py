@@ -74,6 +74,8 @@ def connect(
     tls: Union[bool, ssl.SSLContext, None] = None,
     ca_file: Optional[str] = None,
     server_hostname: Optional[str] = None,
+    cert_file: Optional[str] = None,
+    key_file: Optional[str] = None,
     max_payload: int = MAX_PAYLOAD,
     recv_buffer: int = DEFAULT_RECV_BUFFER,
 ) -> "Client":
@@ -90,6 +92,8 @@ def connect(
                 tls=tls,
                 ca_file=ca_file,
                 server_hostname=server_hostname,
+                cert_file=cert_file,
+                key_file=key_file,
                 max_payload=max_payload,
                 recv_buffer=recv_buffer,
             )

@@ -208,9 +208,10 @@ _certs: Optional[Dict[str, str]] = None
 
 
 def certificates() -> Dict[str, str]:
-    """A throwaway CA, a server certificate for localhost and 127.0.0.1
-    signed by it, and another CA that signed nothing; PEM file paths in a
-    temporary directory removed at exit."""
+    """A throwaway CA, a server certificate for localhost and 127.0.0.1 and
+    a client certificate (CN=carol) signed by it; another CA that signed
+    nothing the broker trusts, and a client certificate (CN=mallory) signed
+    by that one. PEM file paths in a temporary directory removed at exit."""
     global _certs
     if _certs is not None:
         return _certs
@@ -221,15 +222,44 @@ def certificates() -> Dict[str, str]:
         subprocess.run(["openssl", *args], cwd=d, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def issue(name: str, subject: str, ca: str, ext: str) -> None:
+        ssl("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", subject)
+        Path(d, name + ".cnf").write_text(ext)
+        ssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key", "-CAcreateserial",
+            "-out", name + ".pem", "-days", "1", "-extfile", name + ".cnf")
+
     ssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=hydrogen test CA")
-    ssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
-    Path(d, "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.pem", "-days", "1", "-extfile", "ext.cnf")
+    issue("server", "/CN=localhost", "ca", "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    issue("client", "/CN=carol", "ca", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
     ssl("req", "-x509", *ec, "-keyout", "other.key", "-out", "other.pem", "-days", "1", "-subj", "/CN=another CA")
-    _certs = {k: os.path.join(d, v) for k, v in
-              {"ca": "ca.pem", "cert": "server.pem", "key": "server.key", "other_ca": "other.pem"}.items()}
+    issue("mallory", "/CN=mallory", "other", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    _certs = {k: os.path.join(d, v) for k, v in {
+        "ca": "ca.pem", "cert": "server.pem", "key": "server.key", "other_ca": "other.pem",
+        "client_cert": "client.pem", "client_key": "client.key",
+        "other_client_cert": "mallory.pem", "other_client_key": "mallory.key",
+    }.items()}
     return _certs
+
+
+#: The tokens of token_file(), and one the broker does not know.
+TOKENS = {
+    "alice": "alice-token-7f3c9a1e5b2d4c6f",
+    "bob": "bob-token-0e1d2c3b4a596877",
+    "unknown": "nobody-token-0123456789abcdef",
+}
+
+
+def token_file() -> str:
+    """A token file for `broker serve --auth-token-file` in a temporary
+    directory removed at exit: alice may publish, bob may not."""
+    d = tempfile.mkdtemp(prefix="hydrogen-tokens-")
+    atexit.register(shutil.rmtree, d, True)
+    path = os.path.join(d, "tokens")
+    with open(path, "w") as f:
+        f.write("%s alice\n%s bob publish=false\n" % (TOKENS["alice"], TOKENS["bob"]))
+    os.chmod(path, 0o600)
+    return path
 
 
 # Frames that must not be taken for a telemetry reply (as in the Go

@@ -22,10 +22,11 @@ from hydrogen_mq import (
 from helpers import TestServer, certificates, frame, frames_of
 
 
-def auth_server(answer: Callable[[bytes], Optional[bytes]], seen: List[bytes], silent: bool = False) -> TestServer:
+def auth_server(answer: Callable[[bytes], Optional[bytes]], seen: List[bytes], silent: bool = False,
+                after: Optional[List[bytes]] = None) -> TestServer:
     """Takes the first frame as the credential and answers with
-    answer(credential) (None: close without answering; silent: wait),
-    then echoes."""
+    answer(credential) (None: close without answering; silent: wait), with
+    the frames of after in the same write, then echoes."""
 
     def handle(conn: socket.socket) -> None:
         first = True
@@ -40,7 +41,7 @@ def auth_server(answer: Callable[[bytes], Optional[bytes]], seen: List[bytes], s
             a = answer(p)
             if a is None:
                 return
-            conn.sendall(frame(a))
+            conn.sendall(frame(a) + b"".join(frame(p) for p in after or []))
             if b'"error"' in a:
                 return
 
@@ -50,10 +51,13 @@ def auth_server(answer: Callable[[bytes], Optional[bytes]], seen: List[bytes], s
 class Auth(unittest.TestCase):
     def test_c15_accepted(self) -> None:
         seen: List[bytes] = []
-        with auth_server(lambda c: b'{"auth":"ok","identity":"alice"}' if c == b"secret-token" else b'{"error":"no"}', seen) as srv:
+        with auth_server(lambda c: b'{"auth":"ok","identity":"alice"}' if c == b"secret-token" else b'{"error":"no"}', seen,
+                         after=[b"right behind 1", b"right behind 2"]) as srv:
             with hydrogen_mq.connect(srv.addr, credential="secret-token") as c:
                 self.assertEqual(c.identity, "alice")
                 self.assertEqual(seen, [b"secret-token"])
+                for want in [b"right behind 1", b"right behind 2"]:
+                    self.assertEqual(c.recv(timeout=5), want, "frames in the read of the answer are messages, in order")
                 c.send(b"after auth")
                 self.assertEqual(c.recv(timeout=5), b"after auth", "the answer is not delivered as a message")
 
@@ -84,9 +88,11 @@ class Auth(unittest.TestCase):
 class AsyncAuth(unittest.IsolatedAsyncioTestCase):
     async def test_c15_accepted_and_refused(self) -> None:
         seen: List[bytes] = []
-        with auth_server(lambda c: b'{"auth":"ok","identity":"bob"}' if c == b"good" else b'{"error":"bad token"}', seen) as srv:
+        with auth_server(lambda c: b'{"auth":"ok","identity":"bob"}' if c == b"good" else b'{"error":"bad token"}', seen,
+                         after=[b"right behind"]) as srv:
             async with await aio.connect(srv.addr, credential="good") as c:
                 self.assertEqual(c.identity, "bob")
+                self.assertEqual(await c.recv(timeout=5), b"right behind")
                 await c.send(b"x")
                 self.assertEqual(await c.recv(timeout=5), b"x")
             with self.assertRaisesRegex(AuthRefusedError, "bad token"):

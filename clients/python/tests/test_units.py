@@ -164,6 +164,16 @@ class ArgumentsTest(unittest.TestCase):
             tls_context(False, "yes", None, None)  # type: ignore[arg-type]
         with self.assertRaises(ValueError):
             tls_context(True, False, None, None)
+        with self.assertRaisesRegex(ValueError, "key_file without cert_file"):
+            tls_context(True, None, None, None, None, "client.key")
+        with self.assertRaisesRegex(ValueError, "not both"):
+            tls_context(True, ssl.create_default_context(), None, None, "client.pem")
+        with self.assertRaisesRegex(ValueError, "cert_file '/nonexistent/client.pem'"):
+            tls_context(False, None, None, None, "/nonexistent/client.pem")
+        with self.assertRaisesRegex(ValueError, "ca_file '/nonexistent/ca.pem'"):
+            tls_context(False, None, "/nonexistent/ca.pem", None)
+        with self.assertRaisesRegex(ValueError, "cert_file must be a non-empty path"):
+            tls_context(True, None, None, None, "")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 // What the WebSocket tests share: the broker with its WebSocket listener
 // (`broker serve --ws-addr`), and a static file server for the browser.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import http from 'node:http';
@@ -117,6 +118,24 @@ function exists(f) {
   }
 }
 
+/** The DOM's <pre id="result"> as JSON. */
+export function pageResult(html) {
+  const m = /<pre id="result">([^<]*)<\/pre>/.exec(html);
+  if (!m) throw new Error(`no result in the page:\n${html}`);
+  return JSON.parse(m[1].replace(/&quot;/g, '"').replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>'));
+}
+
+/**
+ * The base64 SHA-256 of a certificate's public key, for Chromium's
+ * --ignore-certificate-errors-spki-list: the browser then trusts that one
+ * key, as a test cannot install a CA in it.
+ */
+export function spkiHash(certFile) {
+  const pub = execFileSync('openssl', ['x509', '-in', certFile, '-pubkey', '-noout']);
+  const der = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: pub });
+  return createHash('sha256').update(der).digest('base64');
+}
+
 /** The headless Chromium command line of the tests, for a fresh profile directory. */
 export function chromiumArgs(profileDir) {
   return ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -125,11 +144,11 @@ export function chromiumArgs(profileDir) {
 
 export const CHROMIUM = process.env.CHROMIUM ?? 'chromium';
 
-/** Runs chromium --dump-dom on url; resolves with the DOM it printed. */
-export function dumpDom(url, limitMs = 60000) {
+/** Runs chromium --dump-dom on url (with extra flags); resolves with the DOM it printed. */
+export function dumpDom(url, limitMs = 60000, extraArgs = []) {
   const profile = mkdtempSync(path.join(os.tmpdir(), 'hydrogen-chromium-'));
   return new Promise((resolve, reject) => {
-    const p = spawn(CHROMIUM, [...chromiumArgs(profile), '--dump-dom', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(CHROMIUM, [...chromiumArgs(profile), ...extraArgs, '--dump-dom', url], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.setEncoding('utf8').on('data', (s) => { out += s; });

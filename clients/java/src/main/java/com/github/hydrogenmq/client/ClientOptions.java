@@ -18,6 +18,8 @@ public final class ClientOptions {
     boolean tls;
     SSLContext sslContext;
     String caFile;
+    String certFile;
+    String keyFile;
     String serverName;
     int maxPayload = Frames.MAX_PAYLOAD;
     int recvBuffer = DEFAULT_RECV_BUFFER;
@@ -70,7 +72,11 @@ public final class ClientOptions {
         return this;
     }
 
-    /** TLS with this context (its trust managers decide); the server name is still verified. */
+    /**
+     * TLS with this context (its trust and key managers decide, so caFile
+     * and clientCertificate do not go with it); the server name is still
+     * verified.
+     */
     public ClientOptions sslContext(SSLContext context) {
         if (context == null) {
             throw new NullPointerException("hydrogen: sslContext is null");
@@ -86,6 +92,27 @@ public final class ClientOptions {
             throw new IllegalArgumentException("hydrogen: caFile is empty");
         }
         this.caFile = path;
+        this.tls = true;
+        return this;
+    }
+
+    /**
+     * TLS presenting this client certificate, for a broker that requires
+     * one (mutual TLS, {@code broker serve --tls-client-ca}): certFile holds
+     * the certificate chain (PEM), keyFile its private key as unencrypted
+     * PKCS#8 PEM ("BEGIN PRIVATE KEY", as openssl writes it; RSA, EC or,
+     * on Java 15 and later, Ed25519). For anything else, build an
+     * SSLContext with your own KeyManager and pass it to sslContext.
+     */
+    public ClientOptions clientCertificate(String certFile, String keyFile) {
+        if (certFile == null || certFile.isEmpty()) {
+            throw new IllegalArgumentException("hydrogen: client certificate file is empty");
+        }
+        if (keyFile == null || keyFile.isEmpty()) {
+            throw new IllegalArgumentException("hydrogen: client key file is empty");
+        }
+        this.certFile = certFile;
+        this.keyFile = keyFile;
         this.tls = true;
         return this;
     }

@@ -134,6 +134,10 @@ public final class HydrogenClient implements AutoCloseable {
         if (useTls) {
             o.tls = true;
         }
+        if (o.sslContext != null && (o.caFile != null || o.certFile != null)) {
+            throw new IllegalArgumentException(
+                    "hydrogen: give caFile and clientCertificate, or an sslContext, not both");
+        }
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(o.timeoutMillis);
         Transport t = Transport.open(host, port, o);
         String where = (host.indexOf(':') >= 0 ? "[" + host + "]" : host) + ":" + port;

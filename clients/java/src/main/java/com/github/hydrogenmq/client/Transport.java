@@ -1,5 +1,6 @@
 package com.github.hydrogenmq.client;
 
+import java.io.File;
 import java.io.FileInputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -9,15 +10,28 @@ import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.security.GeneralSecurityException;
+import java.security.KeyFactory;
 import java.security.KeyStore;
+import java.security.NoSuchAlgorithmException;
+import java.security.PrivateKey;
 import java.security.cert.Certificate;
 import java.security.cert.CertificateFactory;
+import java.security.spec.InvalidKeySpecException;
+import java.security.spec.PKCS8EncodedKeySpec;
+import java.util.Base64;
 import java.util.Collections;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import javax.net.ssl.KeyManager;
+import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SNIHostName;
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLParameters;
 import javax.net.ssl.SSLSocket;
+import javax.net.ssl.TrustManager;
 import javax.net.ssl.TrustManagerFactory;
 
 /**
@@ -99,28 +113,69 @@ abstract class Transport {
             return o.sslContext;
         }
         SSLContext ctx = SSLContext.getInstance("TLS");
-        if (o.caFile == null) {
-            ctx.init(null, null, null);
-            return ctx;
-        }
-        KeyStore ks = KeyStore.getInstance(KeyStore.getDefaultType());
-        ks.load(null, null);
-        InputStream in = new FileInputStream(o.caFile);
-        try {
+        KeyManager[] keys = o.certFile == null ? null : keyManagers(o.certFile, o.keyFile);
+        TrustManager[] trust = null;
+        if (o.caFile != null) {
+            KeyStore ks = KeyStore.getInstance(KeyStore.getDefaultType());
+            ks.load(null, null);
             int n = 0;
-            for (Certificate c : CertificateFactory.getInstance("X.509").generateCertificates(in)) {
+            for (Certificate c : certificates(o.caFile)) {
                 ks.setCertificateEntry("ca-" + n++, c);
             }
-            if (n == 0) {
-                throw new GeneralSecurityException("no certificate in " + o.caFile);
+            TrustManagerFactory tmf = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+            tmf.init(ks);
+            trust = tmf.getTrustManagers();
+        }
+        ctx.init(keys, trust, null);
+        return ctx;
+    }
+
+    /** The certificates (PEM or DER) in a file; at least one. */
+    private static Certificate[] certificates(String file) throws IOException, GeneralSecurityException {
+        InputStream in = new FileInputStream(file);
+        try {
+            Certificate[] cs = CertificateFactory.getInstance("X.509").generateCertificates(in).toArray(new Certificate[0]);
+            if (cs.length == 0) {
+                throw new GeneralSecurityException("no certificate in " + file);
             }
+            return cs;
         } finally {
             in.close();
         }
-        TrustManagerFactory tmf = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
-        tmf.init(ks);
-        ctx.init(null, tmf.getTrustManagers(), null);
-        return ctx;
+    }
+
+    private static final Pattern PKCS8_PEM = Pattern.compile(
+            "-----BEGIN PRIVATE KEY-----([A-Za-z0-9+/=\\s]+)-----END PRIVATE KEY-----");
+
+    /** Key managers presenting the chain in certFile with the PKCS#8 PEM key in keyFile. */
+    private static KeyManager[] keyManagers(String certFile, String keyFile) throws IOException, GeneralSecurityException {
+        Certificate[] chain = certificates(certFile);
+        String pem = new String(Files.readAllBytes(new File(keyFile).toPath()), StandardCharsets.US_ASCII);
+        Matcher m = PKCS8_PEM.matcher(pem);
+        if (!m.find()) {
+            throw new GeneralSecurityException("no unencrypted PKCS#8 key (BEGIN PRIVATE KEY) in " + keyFile
+                    + "; convert one with: openssl pkcs8 -topk8 -nocrypt -in KEY -out " + keyFile);
+        }
+        byte[] der = Base64.getMimeDecoder().decode(m.group(1));
+        PrivateKey key = null;
+        for (String alg : new String[] {"EC", "RSA", "Ed25519", "EdDSA"}) {
+            try {
+                key = KeyFactory.getInstance(alg).generatePrivate(new PKCS8EncodedKeySpec(der));
+                break;
+            } catch (NoSuchAlgorithmException | InvalidKeySpecException e) {
+                // another kind of key, or not on this Java
+            }
+        }
+        if (key == null) {
+            throw new GeneralSecurityException("the key in " + keyFile + " is not an EC, RSA or Ed25519 key this Java reads");
+        }
+        char[] pass = "hydrogen".toCharArray(); // the store lives in memory only
+        KeyStore ks = KeyStore.getInstance(KeyStore.getDefaultType());
+        ks.load(null, null);
+        ks.setKeyEntry("client", key, pass, chain);
+        KeyManagerFactory kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
+        kmf.init(ks, pass);
+        return kmf.getKeyManagers();
     }
 
     static void closeQuietly(java.io.Closeable c) {

@@ -26,8 +26,9 @@ public final class AuthTlsTests implements AutoCloseable {
         String to(String credential);
     }
 
-    private TestSupport.TestServer authServer(final Answer answer, final boolean silent, final List<String> seen)
-            throws Exception {
+    /** Answers the first frame as answer says (with the frames of after in the same write), then echoes. */
+    private TestSupport.TestServer authServer(final Answer answer, final boolean silent, final List<String> seen,
+            final String... after) throws Exception {
         TestSupport.TestServer s = new TestSupport.TestServer(new TestSupport.Handler() {
             @Override
             public void handle(Socket s) throws Exception {
@@ -45,7 +46,12 @@ public final class AuthTlsTests implements AutoCloseable {
                 if (a == null) {
                     return;
                 }
-                TestSupport.write(s, TestSupport.frame(a));
+                java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+                out.write(TestSupport.frame(a));
+                for (String p : after) {
+                    out.write(TestSupport.frame(p));
+                }
+                TestSupport.write(s, out.toByteArray());
                 if (a.contains("\"error\"")) {
                     return;
                 }
@@ -65,11 +71,15 @@ public final class AuthTlsTests implements AutoCloseable {
             public String to(String c) {
                 return c.equals("secret-token") ? "{\"auth\":\"ok\",\"identity\":\"alice\"}" : "{\"error\":\"no\"}";
             }
-        }, false, seen);
+        }, false, seen, "right behind 1", "right behind 2");
         HydrogenClient c = HydrogenClient.connect(srv.addr, new ClientOptions().credential("secret-token"));
         try {
             Check.equal("alice", c.identity(), "identity");
             Check.equal("[secret-token]", seen.toString(), "the credential is the first frame");
+            for (String want : new String[] {"right behind 1", "right behind 2"}) {
+                Check.equal(want, TestSupport.text(c.receive(5, TimeUnit.SECONDS)),
+                        "frames in the read of the answer are messages, in order");
+            }
             c.send("after auth");
             Check.equal("after auth", TestSupport.text(c.receive(5, TimeUnit.SECONDS)),
                     "the answer is not delivered as a message");

@@ -7,9 +7,11 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * One side of the cross-client check of scripts/test-clients (case C19):
- * {@code CrossClient BROKER_ADDR NAME PEERS...} waits until every peer is
- * connected, broadcasts "hello from NAME", and expects "hello from PEER"
- * from each peer, in any order. Exits 0 when it has them all.
+ * {@code CrossClient BROKER_ADDR NAME PEERS...} authenticates with
+ * $HYDROGEN_C19_TOKEN when it is set (the broker must know it as NAME),
+ * waits until every peer is connected, broadcasts "hello from NAME", and
+ * expects "hello from PEER" from each peer, in any order. Exits 0 when it
+ * has them all.
  */
 public final class CrossClient {
     private CrossClient() {
@@ -23,7 +25,15 @@ public final class CrossClient {
             want.add("hello from " + args[i]);
         }
         int status = 0;
-        try (HydrogenClient c = HydrogenClient.connect(args[0])) {
+        String token = System.getenv("HYDROGEN_C19_TOKEN");
+        ClientOptions o = new ClientOptions();
+        if (token != null && !token.isEmpty()) {
+            o.credential(token);
+        }
+        try (HydrogenClient c = HydrogenClient.connect(args[0], o)) {
+            if (token != null && !token.isEmpty() && !name.equals(c.identity())) {
+                throw new IllegalStateException(name + ": the broker knows this client as " + c.identity());
+            }
             while (c.stats(0.05f).numClients() < want.size() + 1) {
                 if (System.nanoTime() > deadline) {
                     throw new IllegalStateException(name + ": the peers did not all connect");

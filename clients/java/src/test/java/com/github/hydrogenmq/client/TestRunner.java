@@ -17,7 +17,8 @@ import java.util.List;
  * tests by substring of "Class.method".
  */
 public final class TestRunner {
-    private static final Class<?>[] CLASSES = {UnitTests.class, ConformanceTests.class, AuthTlsTests.class};
+    private static final Class<?>[] CLASSES = {UnitTests.class, ConformanceTests.class, AuthTlsTests.class,
+        SecureBrokerTests.class};
 
     public static void main(String[] args) {
         int passed = 0;

@@ -287,19 +287,47 @@ final class TestSupport {
         }
     }
 
-    /** Throwaway PEM files: a CA, a server certificate for localhost and 127.0.0.1, another CA. */
+    /**
+     * Throwaway PEM files: a CA, a server certificate for localhost and
+     * 127.0.0.1 and a client certificate (CN=carol) signed by it; another CA,
+     * and a client certificate (CN=mallory) signed by that one.
+     */
     static final class Certs {
         final File dir;
         final String ca;
         final String otherCa;
         final String serverP12;
+        final String serverCert;
+        final String serverKey;
+        final String clientCert;
+        final String clientKey;
+        final String otherClientCert;
+        final String otherClientKey;
 
         private Certs(File dir) {
             this.dir = dir;
             this.ca = new File(dir, "ca.pem").getPath();
             this.otherCa = new File(dir, "other.pem").getPath();
             this.serverP12 = new File(dir, "server.p12").getPath();
+            this.serverCert = new File(dir, "server.pem").getPath();
+            this.serverKey = new File(dir, "server.key").getPath();
+            this.clientCert = new File(dir, "client.pem").getPath();
+            this.clientKey = new File(dir, "client.key").getPath();
+            this.otherClientCert = new File(dir, "mallory.pem").getPath();
+            this.otherClientKey = new File(dir, "mallory.key").getPath();
         }
+    }
+
+    /** The tokens of tokenFile(): alice may publish, bob may not; nobody is unknown to the broker. */
+    static final String ALICE = "alice-token-7f3c9a1e5b2d4c6f";
+    static final String BOB = "bob-token-0e1d2c3b4a596877";
+    static final String UNKNOWN = "nobody-token-0123456789abcdef";
+
+    /** A token file for broker serve --auth-token-file, in a temporary directory. */
+    static String tokenFile() throws IOException {
+        File f = new File(tempDir("hydrogen-tokens-"), "tokens");
+        java.nio.file.Files.write(f.toPath(), utf8(ALICE + " alice\n" + BOB + " bob publish=false\n"));
+        return f.getPath();
     }
 
     private static Certs certs;
@@ -322,8 +350,19 @@ final class TestSupport {
             "server.p12", "-passout", "pass:test", "-name", "server"});
         openssl(d, concat(new String[] {"req", "-x509"}, ec, new String[] {"-keyout", "other.key", "-out",
             "other.pem", "-days", "1", "-subj", "/CN=another CA"}));
+        issueClient(d, ec, "client", "/CN=carol", "ca");
+        issueClient(d, ec, "mallory", "/CN=mallory", "other");
         certs = new Certs(d);
         return certs;
+    }
+
+    private static void issueClient(File d, String[] ec, String name, String subject, String ca) throws Exception {
+        openssl(d, concat(new String[] {"req"}, ec, new String[] {"-keyout", name + ".key", "-out", name + ".csr",
+            "-subj", subject}));
+        java.nio.file.Files.write(new File(d, name + ".cnf").toPath(),
+                utf8("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n"));
+        openssl(d, new String[] {"x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
+            "-CAcreateserial", "-out", name + ".pem", "-days", "1", "-extfile", name + ".cnf"});
     }
 
     private static String[] concat(String[]... parts) {

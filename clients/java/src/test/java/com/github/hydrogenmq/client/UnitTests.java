@@ -297,6 +297,19 @@ public final class UnitTests {
                     new ClientOptions().caFile("");
                 }
             },
+            new Check.Action() {
+                @Override
+                public void run() {
+                    new ClientOptions().clientCertificate("client.pem", "");
+                }
+            },
+            new Check.Action() {
+                @Override
+                public void run() throws Exception {
+                    HydrogenClient.connect("127.0.0.1:1", new ClientOptions().caFile("ca.pem")
+                            .sslContext(javax.net.ssl.SSLContext.getDefault()));
+                }
+            },
         };
         for (int i = 0; i < badOptions.length; i++) {
             Check.fails(IllegalArgumentException.class, badOptions[i], "bad option " + i);
