@@ -177,10 +177,12 @@ func (s *steadySpan) progress(pr loadgen.Progress) {
 const idleConns = 19_000
 
 // BenchmarkIdleConns opens idleConns connections to each server's echo
-// at once (loadgen.Open, 100 dials under way at a time, each connection
-// verified with one echo round trip), holds them idle, and closes them;
-// one op is one such storm, and the timer runs only while opening. It
-// reports:
+// at once (loadgen.Open, 100 dials under way at a time), holds them idle,
+// and closes them; one op is one such storm, and the timer runs only
+// while opening. Under "silent" the connections send nothing (a
+// subscriber that only listens); under "spoke" each is verified with one
+// echo round trip first (a client that said something and went quiet).
+// It reports:
 //
 //   - rss-B/conn: the server's resident memory with the connections of
 //     its first storm open (from /proc, once it has settled) less its
@@ -208,52 +210,61 @@ const idleConns = 19_000
 // fdSlack).
 func BenchmarkIdleConns(b *testing.B) {
 	for _, s := range servers {
-		b.Run(s.name, func(b *testing.B) {
-			p := benchproc.Start(b, s.name+"/echo")
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			defer cancel()
-			rss0 := settledRSS(b, p)
-			fds0 := p.FDs(b)
-			var (
-				opening   time.Duration
-				serverCPU time.Duration
-				rss       int64
-			)
-			b.ResetTimer()
-			b.StopTimer()
-			for i := range b.N {
-				cpu0 := p.CPU(b)
-				b.StartTimer()
-				set, err := loadgen.Open(ctx, loadgen.ConnsConfig{Addr: p.Addr, N: idleConns})
-				b.StopTimer()
-				serverCPU += p.CPU(b) - cpu0
-				if err != nil {
-					b.Fatalf("Open: %v", err)
-				}
-				res := set.Result()
-				opening += res.Elapsed
-				ok := res.Held == idleConns && res.Failed == 0
-				held := p.FDs(b) - fds0
-				if ok && held >= idleConns && i == 0 {
-					rss = settledRSS(b, p) - rss0
-				}
-				if err := set.Close(); err != nil {
-					b.Errorf("closing the connections: %v", err)
-				}
-				if !ok {
-					b.Fatalf("not every connection opened and verified: %v", res)
-				}
-				if held < idleConns {
-					b.Fatalf("%v, but the server holds %d fds more than before, want at least %d", res, held, idleConns)
-				}
-				waitFDs(b, p, fds0+fdSlack)
+		for _, spoke := range []bool{false, true} {
+			mode := "silent"
+			if spoke {
+				mode = "spoke"
 			}
-			n := float64(b.N) * idleConns
-			b.ReportMetric(float64(rss)/idleConns, "rss-B/conn")
-			b.ReportMetric(n/opening.Seconds(), "connects/s")
-			b.ReportMetric(float64(serverCPU)/n, "server-cpu-ns/conn")
-		})
+			b.Run(s.name+"/"+mode, func(b *testing.B) { idleStorms(b, s, spoke) })
+		}
 	}
+}
+
+// idleStorms is one of BenchmarkIdleConns' sub-benchmarks.
+func idleStorms(b *testing.B, s server, spoke bool) {
+	p := benchproc.Start(b, s.name+"/echo")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	rss0 := settledRSS(b, p)
+	fds0 := p.FDs(b)
+	var (
+		opening   time.Duration
+		serverCPU time.Duration
+		rss       int64
+	)
+	b.ResetTimer()
+	b.StopTimer()
+	for i := range b.N {
+		cpu0 := p.CPU(b)
+		b.StartTimer()
+		set, err := loadgen.Open(ctx, loadgen.ConnsConfig{Addr: p.Addr, N: idleConns, SkipVerify: !spoke})
+		b.StopTimer()
+		serverCPU += p.CPU(b) - cpu0
+		if err != nil {
+			b.Fatalf("Open: %v", err)
+		}
+		res := set.Result()
+		opening += res.Elapsed
+		ok := res.Held == idleConns && res.Failed == 0
+		held := p.FDs(b) - fds0
+		if ok && held >= idleConns && i == 0 {
+			rss = settledRSS(b, p) - rss0
+		}
+		if err := set.Close(); err != nil {
+			b.Errorf("closing the connections: %v", err)
+		}
+		if !ok {
+			b.Fatalf("not every connection opened and verified: %v", res)
+		}
+		if held < idleConns {
+			b.Fatalf("%v, but the server holds %d fds more than before, want at least %d", res, held, idleConns)
+		}
+		waitFDs(b, p, fds0+fdSlack)
+	}
+	n := float64(b.N) * idleConns
+	b.ReportMetric(float64(rss)/idleConns, "rss-B/conn")
+	b.ReportMetric(n/opening.Seconds(), "connects/s")
+	b.ReportMetric(float64(serverCPU)/n, "server-cpu-ns/conn")
 }
 
 // fdSlack is how many more fds than before its first storm a server may

@@ -38,8 +38,8 @@ var servers = []server{
 	{"baseline", serveBaseline(baseline.Echo), serveBaseline(baseline.Broadcast)},
 }
 
-// serveBroker starts the broker as its benchmarks in package broker and
-// the binary run it: app per stream, on the event loops.
+// serveBroker starts the broker as the binary runs it: app per stream, on
+// the event loops, a stream's actors made at its first frame.
 //
 // Nothing needs raising for BenchmarkIdleConns's 19,000 connections from
 // 127.0.0.1: Config.MaxConns and Config.MaxConnsPerIP default to 0, no
@@ -52,7 +52,7 @@ func serveBroker(app func() *actor.Props) func() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		b.HandlePerStream(app(), broker.OnEventLoop())
+		b.HandlePerStream(app(), broker.OnEventLoop(), broker.SpawnOnFirstFrame())
 		go func() {
 			// Serve returns only if it fails: nothing stops it in a
 			// child, which ends by exiting.
