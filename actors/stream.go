@@ -153,13 +153,13 @@ func (s *Stream) Send(payload []byte) error {
 }
 
 // Refuse answers a frame the application will not act on — one from an
-// identity not allowed to publish, say — with the error object
-// {"error": reason} (docs/PROTOCOL.md) and counts it (frames_refused in the
-// telemetry reply). The stream stays open.
+// identity not allowed to publish, say — with the object
+// {"refused": reason} (docs/PROTOCOL.md) and counts it (frames_refused in
+// the telemetry reply). The stream stays open.
 func (s *Stream) Refuse(reason string) error {
 	s.rt.refused.Add(1)
 	s.view.set.batches.flush()
-	return s.conn.SendFrom(s.conn, telemetry.ErrorReply(reason))
+	return s.conn.SendFrom(s.conn, telemetry.RefusalReply(reason))
 }
 
 // Close closes the stream; what is queued gets one attempt at being

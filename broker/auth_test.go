@@ -341,7 +341,7 @@ func TestPublishRights(t *testing.T) {
 	bob.send([]byte(bobToken))
 	bob.next(5 * time.Second)
 	bob.send([]byte("from bob"))
-	if got := string(bob.next(5 * time.Second)); got != `{"error":"not allowed to publish"}` {
+	if got := string(bob.next(5 * time.Second)); got != `{"refused":"not allowed to publish"}` {
 		t.Fatalf("bob's frame answered with %q", got)
 	}
 	alice.send([]byte("from alice"))

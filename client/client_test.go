@@ -619,6 +619,9 @@ func TestDialFailure(t *testing.T) {
 		{"max payload 65,536", context.Background(), srv.Addr(), []client.Option{client.WithMaxPayload(wire.MaxPayload + 1)}, nil},
 		{"max payload -1", context.Background(), srv.Addr(), []client.Option{client.WithMaxPayload(-1)}, nil},
 		{"negative dial timeout", context.Background(), srv.Addr(), []client.Option{client.WithDialTimeout(-time.Second)}, nil},
+		{"empty credential", context.Background(), srv.Addr(), []client.Option{client.WithCredential([]byte{})}, nil},
+		{"nil credential", context.Background(), srv.Addr(), []client.Option{client.WithCredential(nil)}, nil},
+		{"telemetry request as credential", context.Background(), srv.Addr(), []client.Option{client.WithCredential(wire.AppendTelemetryRequest(nil, 1))}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

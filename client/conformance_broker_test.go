@@ -305,7 +305,7 @@ func TestConformanceBroker(t *testing.T) {
 			if err := bob.Send([]byte(fmt.Sprintf("from bob %d", i))); err != nil {
 				t.Fatal(err)
 			}
-			if got := recvText(t, bob); got != `{"error":"not allowed to publish"}` {
+			if got := recvText(t, bob); got != `{"refused":"not allowed to publish"}` {
 				t.Fatalf("bob's frame %d: %q", i, got)
 			}
 		}

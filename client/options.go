@@ -2,6 +2,7 @@ package client
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,6 +31,7 @@ type options struct {
 
 	maxPayloadSet bool
 	recvBufferSet bool
+	credentialSet bool
 }
 
 // WithDialTimeout bounds the time Dial takes — connecting, the TLS
@@ -82,9 +84,10 @@ func WithHandler(h func(payload []byte)) Option {
 // a JWT) as the connection's first frame and waits for the broker's answer
 // (docs/PROTOCOL.md, Authentication) before it returns. A refusal fails
 // Dial with an *AuthError; Client.Identity is the name the broker
-// accepted.
+// accepted. An empty credential, or one that is a telemetry request
+// frame, fails Dial: the broker could not tell it from what follows.
 func WithCredential(credential []byte) Option {
-	return func(o *options) { o.credential = append([]byte(nil), credential...) }
+	return func(o *options) { o.credential, o.credentialSet = append([]byte(nil), credential...), true }
 }
 
 // WithTLS makes Dial speak TLS with config (its ServerName defaults to
@@ -106,6 +109,12 @@ func (o *options) validate() error {
 		o.maxPayload = wire.MaxPayload
 	} else if o.maxPayload < 0 || o.maxPayload > wire.MaxPayload {
 		return fmt.Errorf("hydrogen: max payload %d is outside [0, %d]", o.maxPayload, wire.MaxPayload)
+	}
+	if o.credentialSet && len(o.credential) == 0 {
+		return errors.New("hydrogen: empty credential: the broker would take the first frame sent as the credential")
+	}
+	if wire.IsTelemetryRequest(o.credential) {
+		return errors.New("hydrogen: the credential is a telemetry request frame (0x0D and a span), which the broker reads as a credential, not as a request")
 	}
 	if len(o.credential) > wire.MaxPayload {
 		return fmt.Errorf("hydrogen: credential of %d bytes is over a frame's %d", len(o.credential), wire.MaxPayload)

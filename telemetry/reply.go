@@ -174,14 +174,7 @@ const maxReason = 1024
 // (quotes, backslashes, control characters; invalid UTF-8 becomes U+FFFD)
 // and cut to 1024 bytes, at a character boundary, with "..." to show it.
 func ErrorReply(reason string) []byte {
-	if len(reason) > maxReason {
-		cut := maxReason - len("...")
-		for cut > 0 && !utf8.RuneStart(reason[cut]) {
-			cut--
-		}
-		reason = reason[:cut] + "..."
-	}
-	b, err := json.MarshalWithOption(errorDoc{reason}, json.DisableHTMLEscape())
+	b, err := json.MarshalWithOption(errorDoc{cutReason(reason)}, json.DisableHTMLEscape())
 	if err != nil {
 		// A struct of one string always encodes; should the library ever
 		// refuse, the client still gets a well-formed error reply.
@@ -190,6 +183,36 @@ func ErrorReply(reason string) []byte {
 	return b
 }
 
+// RefusalReply returns the JSON {"refused": reason}, the answer to a frame
+// the application will not act on (a publish by an identity that may
+// not publish, say). Its member is not "error", so that a client waiting
+// for a telemetry reply never takes it for a refused request. The reason
+// is escaped and cut as ErrorReply's is.
+func RefusalReply(reason string) []byte {
+	b, err := json.MarshalWithOption(refusalDoc{cutReason(reason)}, json.DisableHTMLEscape())
+	if err != nil {
+		return []byte(`{"refused":"the reason could not be encoded"}`)
+	}
+	return b
+}
+
+// cutReason cuts reason to maxReason bytes at a character boundary, with
+// "..." to show it.
+func cutReason(reason string) string {
+	if len(reason) > maxReason {
+		cut := maxReason - len("...")
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut--
+		}
+		reason = reason[:cut] + "..."
+	}
+	return reason
+}
+
 type errorDoc struct {
 	Error string `json:"error"`
+}
+
+type refusalDoc struct {
+	Refused string `json:"refused"`
 }

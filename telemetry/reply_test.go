@@ -382,3 +382,24 @@ func TestErrorReply(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusalReply: a refusal is {"refused": reason}, escaped and cut as
+// an error reply is, and never has an "error" member.
+func TestRefusalReply(t *testing.T) {
+	long := strings.Repeat("é", maxReason)
+	for _, tt := range []struct{ reason, raw, want string }{
+		{"not allowed to publish", `{"refused":"not allowed to publish"}`, "not allowed to publish"},
+		{`say "hi"` + "\n", `{"refused":"say \"hi\"\n"}`, `say "hi"` + "\n"},
+		{"bad \xff utf-8", "", "bad \ufffd utf-8"},
+		{long, "", long[:maxReason-4] + "..."},
+	} {
+		b := RefusalReply(tt.reason)
+		if tt.raw != "" && string(b) != tt.raw {
+			t.Errorf("RefusalReply(%q) = %s, want %s", tt.reason, b, tt.raw)
+		}
+		var doc map[string]string
+		if err := json.Unmarshal(b, &doc); err != nil || len(doc) != 1 || doc["refused"] != tt.want {
+			t.Errorf("RefusalReply(%.40q) = %.80s (%v), want one member refused = %.40q", tt.reason, b, err, tt.want)
+		}
+	}
+}

@@ -78,7 +78,7 @@ test('C20: an identity that may not publish has each frame refused, and stays co
       await waitFor('2 clients', async () => (await alice.stats(0.01)).numClients === 2);
       for (let i = 0; i < 2; i++) {
         await bob.send(`from bob ${i}`);
-        assert.deepEqual(JSON.parse(text(await bob.receive({ timeout: 5000 }))), { error: 'not allowed to publish' });
+        assert.deepEqual(JSON.parse(text(await bob.receive({ timeout: 5000 }))), { refused: 'not allowed to publish' });
       }
       await alice.send('from alice');
       assert.equal(text(await bob.receive({ timeout: 5000 })), 'from alice', 'bob still receives');

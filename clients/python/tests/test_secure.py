@@ -92,7 +92,7 @@ class Secure(unittest.TestCase):
         wait_for("2 clients", lambda: alice.stats(0.01).num_clients == 2)
         for i in range(2):
             bob.send("from bob %d" % i)
-            self.assertEqual(json.loads(bob.recv(timeout=5)), {"error": "not allowed to publish"})
+            self.assertEqual(json.loads(bob.recv(timeout=5)), {"refused": "not allowed to publish"})
         alice.send("from alice")
         self.assertEqual(bob.recv(timeout=5), b"from alice", "bob still receives")
         with self.assertRaises(HydrogenTimeoutError, msg="bob's frames reached no one"):
@@ -196,7 +196,7 @@ class AsyncSecure(unittest.IsolatedAsyncioTestCase):
         bob = await self.client(b.addr, credential=TOKENS["bob"])
         self.assertEqual(bob.identity, "bob")
         await bob.send(b"x")
-        self.assertEqual(json.loads(await bob.recv(timeout=5)), {"error": "not allowed to publish"})
+        self.assertEqual(json.loads(await bob.recv(timeout=5)), {"refused": "not allowed to publish"})
         self.assertEqual((await bob.stats(0.01)).extra["frames_refused"], 1, "the connection stays open")
 
     async def test_c21_tls_and_mutual_tls(self) -> None:

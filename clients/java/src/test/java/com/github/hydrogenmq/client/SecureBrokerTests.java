@@ -108,7 +108,7 @@ public final class SecureBrokerTests implements AutoCloseable {
         ConformanceTests.waitClients(alice, 2);
         for (int i = 0; i < 2; i++) {
             bob.send("from bob " + i);
-            Check.equal("{\"error\":\"not allowed to publish\"}", text(bob), "refusal " + i);
+            Check.equal("{\"refused\":\"not allowed to publish\"}", text(bob), "refusal " + i);
         }
         alice.send("from alice");
         Check.equal("from alice", text(bob), "bob still receives");
