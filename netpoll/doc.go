@@ -6,7 +6,9 @@
 // only the loop goroutine touches their fds, and it reports each
 // connection's life to a Handler: OnOpen, then OnFrames with every frame
 // one read produced, then OnClose exactly once with the reason.
-// Loop 0 also accepts and deals the new connections round robin.
+// Every loop also accepts: the listening sockets are in every loop's epoll
+// (EPOLLEXCLUSIVE: a connection wakes one loop), and a loop keeps what it
+// accepts unless another has fewer connections, which then gets it.
 //
 // A loop never blocks its thread in epoll_wait. It polls without blocking
 // and, when nothing is ready, parks its goroutine on the Go runtime's

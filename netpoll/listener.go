@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,7 +25,12 @@ type listener struct {
 	tls     *tls.Config // nil: no TLS
 	ws      *WebSocket  // nil: frames on the socket
 	refusal []byte      // what a connection over a limit gets before the close
-	armed   bool        // registered with loop 0's epoll; loop-only
+
+	// Every loop accepts on the listener (registered with EPOLLEXCLUSIVE,
+	// so that a connection wakes one loop, not all); the last loop to let
+	// go of it closes the fd, so that no loop ever accepts on a number the
+	// kernel has given to something else.
+	holders atomic.Int32
 }
 
 // Listener is one more address a Server serves on (Config.Listeners),
@@ -132,7 +138,13 @@ func (l *listener) accept() (int, unix.Sockaddr, error) {
 	return unix.Accept4(l.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 }
 
-func (l *listener) close() error { return unix.Close(l.fd) }
+// release lets go of the listener for one loop; the last closes it.
+func (l *listener) release() error {
+	if l.holders.Add(-1) != 0 {
+		return nil
+	}
+	return unix.Close(l.fd)
+}
 
 func tcpAddr(sa unix.Sockaddr) *net.TCPAddr {
 	switch s := sa.(type) {

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// listenerMarker is the epoll data of loop 0's first listening socket;
+// listenerMarker is the epoll data of a loop's first listening socket;
 // the i-th has listenerMarker - i.
 const listenerMarker = -2
 
@@ -60,7 +60,8 @@ type loop struct {
 	iov        []unix.Iovec
 	quiesced   bool
 	draining   bool
-	lns        []*listener // loop 0 only, until quiesced
+	lns        []*listener // the server's listeners, until quiesced: every loop accepts
+	armed      []bool      // lns[i] is registered with this loop's epoll
 	backoff    time.Duration
 	retryAt    int64
 	readyLocal []*Conn
@@ -95,7 +96,7 @@ func (l *loop) control(op int) {
 	l.p.trigger()
 }
 
-// adopt hands l a connection accepted by loop 0. It reports false, and
+// adopt hands l a connection another loop accepted. It reports false, and
 // leaves closing the fd to the caller, when l has already stopped: a
 // loop whose connections have all drained at shutdown may end while loop
 // 0 is still accepting.
@@ -162,7 +163,7 @@ func (l *loop) run() error {
 				l.p.drainWake()
 			case ev.Pad <= listenerMarker:
 				if i := int(listenerMarker - ev.Pad); i < len(l.lns) {
-					l.accept(l.lns[i])
+					l.accept(i)
 				}
 			default:
 				l.event(ev)
@@ -679,13 +680,18 @@ func (l *loop) closeAll(err error) {
 	}
 }
 
+// closeListener stops this loop accepting: it takes the listeners out of
+// its epoll and lets go of them; the last loop to do so closes them.
 func (l *loop) closeListener() {
-	for _, ln := range l.lns {
-		if err := ln.close(); err != nil {
+	for i, ln := range l.lns {
+		if l.armed[i] {
+			_ = l.p.control(unix.EPOLL_CTL_DEL, ln.fd, int32(listenerMarker-i), 0)
+		}
+		if err := ln.release(); err != nil {
 			l.log.Warn("closing the listener", "addr", ln.addr.String(), "err", err)
 		}
 	}
-	l.lns = nil
+	l.lns, l.armed = nil, nil
 	l.retryAt = 0
 }
 
@@ -762,32 +768,36 @@ func (l *loop) tick() {
 func (l *loop) retryAccept() {
 	l.retryAt = 0
 	l.armListener()
-	for _, ln := range l.lns {
-		l.accept(ln)
+	for i := range l.lns {
+		l.accept(i)
 	}
 }
 
+// armListener registers the listeners with this loop's epoll. Every loop
+// does: a storm of connections is accepted on every core. EPOLLEXCLUSIVE
+// wakes one waiting loop per connection rather than all of them.
 func (l *loop) armListener() {
 	for i, ln := range l.lns {
-		if ln.armed {
+		if l.armed[i] {
 			continue
 		}
-		if err := l.p.control(unix.EPOLL_CTL_ADD, ln.fd, int32(listenerMarker-i), unix.EPOLLIN); err != nil {
+		if err := l.p.control(unix.EPOLL_CTL_ADD, ln.fd, int32(listenerMarker-i), unix.EPOLLIN|unix.EPOLLEXCLUSIVE); err != nil {
 			// Most likely ENOMEM: try again later rather than never accept.
 			l.log.Error("watching the listener", "addr", ln.addr.String(), "err", err)
 			l.backOff(err)
 			return
 		}
-		ln.armed = true
+		l.armed[i] = true
 	}
 }
 
-// accept takes the connections waiting on ln and hands each to a loop,
-// round robin.
-func (l *loop) accept(ln *listener) {
-	if !ln.armed {
+// accept takes the connections waiting on listener i and hands each to
+// the loop with the fewest connections: itself, unless another has fewer.
+func (l *loop) accept(i int) {
+	if !l.armed[i] {
 		return
 	}
+	ln := l.lns[i]
 	for range 256 { // then let the loop serve its connections
 		fd, sa, err := ln.accept()
 		if err != nil {
@@ -826,8 +836,7 @@ func (l *loop) accept(ln *listener) {
 		if ln.ws != nil {
 			c.ws = newWS(ln.ws)
 		}
-		target := s.loops[s.next%uint64(len(s.loops))]
-		s.next++
+		target := l.leastLoaded()
 		c.loop = target
 		if target == l {
 			l.register(c)
@@ -835,6 +844,20 @@ func (l *loop) accept(ln *listener) {
 			l.refuse(fd)
 		}
 	}
+}
+
+// leastLoaded is the loop a connection accepted by l goes to: the one
+// with the fewest connections, l itself when none has fewer. Connections
+// live long, so they are spread evenly over the cores whichever loop
+// happened to wake for them.
+func (l *loop) leastLoaded() *loop {
+	least, n := l, l.stats.open.Load()
+	for _, o := range l.srv.loops {
+		if on := o.stats.open.Load(); on < n {
+			least, n = o, on
+		}
+	}
+	return least
 }
 
 // refuseLimit turns away a connection over a limit: it writes the
@@ -864,9 +887,9 @@ func (l *loop) backOff(err error) {
 		l.log.Warn("accept failed; backing off", "addr", l.srv.addr.String(), "err", err)
 	}
 	for i, ln := range l.lns {
-		if ln.armed {
+		if l.armed[i] {
 			if cerr := l.p.control(unix.EPOLL_CTL_DEL, ln.fd, int32(listenerMarker-i), 0); cerr == nil {
-				ln.armed = false
+				l.armed[i] = false
 			}
 		}
 	}

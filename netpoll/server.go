@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hydrogen-mq/hydrogen/wire"
+	"golang.org/x/sys/unix"
 )
 
 // Handler receives a server's connection events. Every method is called
@@ -171,7 +172,6 @@ type Server struct {
 
 	nextID atomic.Uint64
 	open   atomic.Int64 // connections accepted and not yet closed, for MaxConns
-	next   uint64       // round-robin cursor, used by loop 0 alone
 
 	addrs    []net.Addr
 	limitLog logLimit
@@ -206,7 +206,7 @@ func Listen(cfg Config, h Handler) (*Server, error) {
 	}
 	closeAll := func() {
 		for _, ln := range lns {
-			ln.close()
+			unix.Close(ln.fd)
 		}
 	}
 	s := &Server{cfg: cfg, addr: lns[0].addr, done: make(chan struct{}), epoch: time.Now(), mem: newBudget(cfg.MaxMemory)}
@@ -255,7 +255,12 @@ func Listen(cfg Config, h Handler) (*Server, error) {
 			s.loops[i].plain = make([]byte, max(cfg.ReadBufferSize, 2*wire.FrameSize(wire.MaxPayload)))
 		}
 	}
-	s.loops[0].lns = lns
+	for _, ln := range lns {
+		ln.holders.Store(int32(len(s.loops)))
+	}
+	for _, l := range s.loops {
+		l.lns, l.armed = lns, make([]bool, len(lns))
+	}
 	return s, nil
 }
 
@@ -281,7 +286,7 @@ func listenAll(cfg Config) ([]*listener, error) {
 		ln, err := listen(sp.Addr, cfg.TCPKeepAlive)
 		if err != nil {
 			for _, l := range lns {
-				l.close()
+				unix.Close(l.fd)
 			}
 			return nil, err
 		}
@@ -322,15 +327,17 @@ func (s *Server) Serve() error {
 	s.started = true
 	if s.shutdown {
 		s.mu.Unlock()
-		s.loops[0].closeListener()
 		for _, l := range s.loops {
+			l.closeListener()
 			l.p.close()
 		}
 		close(s.done)
 		return nil
 	}
 	s.mu.Unlock()
-	s.loops[0].armListener()
+	for _, l := range s.loops {
+		l.armListener()
+	}
 	var wg sync.WaitGroup
 	for _, l := range s.loops {
 		wg.Go(func() {
@@ -420,7 +427,7 @@ func (s *Server) wakeLoops(from *loop) {
 }
 
 // admitPeer counts a new connection from remote's address, unless it is
-// at MaxConnsPerIP. Called by loop 0 as it accepts.
+// at MaxConnsPerIP. Called by the loop that accepts it.
 func (s *Server) admitPeer(remote *net.TCPAddr) bool {
 	if s.peers == nil {
 		return true

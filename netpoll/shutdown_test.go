@@ -290,20 +290,25 @@ func shutdownWhileAccepting(t *testing.T, round int) {
 	}
 }
 
-// TestAdoptByEndedLoop: a loop that has drained and ended while loop 0
+// TestAdoptByEndedLoop: a loop that has drained and ended while another
 // still accepts (its share of a Shutdown came first) must not be handed
-// connections it will never serve. The accepting loop closes them.
+// connections it will never serve. The accepting loop closes them: every
+// connection is served or closed, none is left hanging.
 func TestAdoptByEndedLoop(t *testing.T) {
 	h := newHandler(t, replyEcho)
 	s := startServer(t, Config{Loops: 2}, h)
-	for i := range 2 { // one on each loop
-		roundTrip(t, dial(t, s.Addr()), tricky(i, 8))
-	}
 	s.loops[1].control(ctlQuiesce | ctlDrain)
-	waitStats(t, s, "loop 1 to drain", func(st Stats) bool { return st.ClosedShutdown == 1 })
+	waitFor(t, "loop 1 to end", func() bool {
+		s.loops[1].mu.Lock()
+		defer s.loops[1].mu.Unlock()
+		return s.loops[1].stopped
+	})
 
+	// Loop 0 keeps a connection while it has no more than loop 1's none;
+	// after that, it deals them to loop 1, which has ended.
+	const n = 8
 	served, refused := 0, 0
-	for i := range 4 { // every other one is dealt to loop 1
+	for i := range n {
 		c := dial(t, s.Addr())
 		write(t, c, frame([]byte("hello")))
 		c.SetReadDeadline(time.Now().Add(waitLong))
@@ -317,8 +322,8 @@ func TestAdoptByEndedLoop(t *testing.T) {
 			t.Fatalf("connection %d: %s, %v", i, brief(p), err)
 		}
 	}
-	if served != 2 || refused != 2 {
-		t.Errorf("%d served, %d refused; want 2 and 2", served, refused)
+	if served == 0 || refused == 0 {
+		t.Errorf("%d served, %d refused; want loop 0 to serve some and the rest refused", served, refused)
 	}
-	waitFor(t, "the connection count to settle", func() bool { return s.open.Load() == 3 })
+	waitFor(t, "the connection count to settle", func() bool { return s.open.Load() == int64(served) })
 }
