@@ -29,6 +29,11 @@ type loopMailbox struct {
 	user   fifo
 	system fifo
 
+	// taken holds the user messages drain took from user in one go, one
+	// lock for all of them; only the goroutine running the mailbox
+	// touches it.
+	taken fifo
+
 	status    atomic.Int32 // idle or running
 	userN     atomic.Int32
 	sysN      atomic.Int32
@@ -62,6 +67,17 @@ type fifo struct {
 }
 
 func (q *fifo) push(v any) { q.items = append(q.items, v) }
+
+func (q *fifo) len() int { return len(q.items) - q.head }
+
+// moveTo moves every item of q to dst, which must be empty, and returns
+// how many; the two swap backing arrays.
+func (q *fifo) moveTo(dst *fifo) int {
+	n := q.len()
+	dst.items, q.items = q.items, dst.items[:0]
+	dst.head, q.head = q.head, 0
+	return n
+}
 
 func (q *fifo) pop() (any, bool) {
 	if q.head == len(q.items) {
@@ -162,10 +178,14 @@ func (m *loopMailbox) processMessages() {
 		} else {
 			m.drain()
 		}
+		// Messages drain took and did not run (a panic cut it short): read
+		// before the mailbox goes idle, when another goroutine may start
+		// running it.
+		left := m.taken.len()
 		m.status.Store(mailboxIdle)
 		// A message posted after drain found the queues empty, and before
 		// the store above, did not schedule: look again.
-		if m.sysN.Load() == 0 && (m.suspended.Load() || m.userN.Load() == 0) {
+		if m.sysN.Load() == 0 && (m.suspended.Load() || m.userN.Load() == 0 && left == 0) {
 			return
 		}
 		if !m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
@@ -210,14 +230,17 @@ func (m *loopMailbox) drain() {
 		if m.suspended.Load() {
 			return
 		}
-		m.mu.Lock()
-		user, ok := m.user.pop()
-		m.mu.Unlock()
-		if !ok {
-			return
+		if m.taken.len() == 0 {
+			m.mu.Lock()
+			n := m.user.moveTo(&m.taken)
+			m.mu.Unlock()
+			if n == 0 {
+				return
+			}
+			m.userN.Add(int32(-n))
 		}
+		user, _ := m.taken.pop()
 		msg = user
-		m.userN.Add(-1)
 		m.invoker.InvokeUserMessage(user)
 	}
 }

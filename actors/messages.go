@@ -86,13 +86,13 @@ func newDelivery(s *Stream, b *netpoll.Batch) *delivery {
 
 // done marks one frame of the delivery handled: by the application, by the
 // telemetry path, or dropped. The last one returns the delivery and its
-// batch for reuse.
+// batch for reuse, and counts the read's frames handled for the stream's
+// backlog — once per read, not per frame.
 func (d *delivery) done() {
-	s := d.stream
-	s.frameDone()
 	if d.left.Add(-1) != 0 {
 		return
 	}
+	s, n := d.stream, len(d.recs)
 	d.batch.Release()
 	clear(d.recs)
 	clear(d.envs)
@@ -100,6 +100,7 @@ func (d *delivery) done() {
 	if cap(d.recs) <= 1024 {
 		deliveryPool.Put(d)
 	}
+	s.framesDone(n)
 }
 
 // dropFrom marks the frames from index i on done without handling them:

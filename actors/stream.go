@@ -173,11 +173,10 @@ func (s *Stream) Close(reason error) {
 // Queued reports the outbound bytes queued and not yet written.
 func (s *Stream) Queued() int { return s.conn.Queued() }
 
-// frameDone is one handled frame: reading resumes once the backlog has
-// halved from the bound that paused it.
-func (s *Stream) frameDone() {
-	n := s.pending.Add(-1)
-	if n > s.rt.resumeAt {
+// framesDone counts n frames handled (a read's, all of them): reading
+// resumes once the backlog has halved from the bound that paused it.
+func (s *Stream) framesDone(n int) {
+	if s.pending.Add(-int32(n)) > s.rt.resumeAt {
 		return
 	}
 	s.flowMu.Lock()
