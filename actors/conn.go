@@ -30,11 +30,11 @@ type connActor struct {
 	closing bool
 
 	// Authentication: until the credential is accepted, the frames that
-	// came with it wait in held (from index heldFrom), the stream's
-	// reading is paused, and no application actor exists.
+	// came with it, and any read already on its way, wait in held, the
+	// stream's reading is paused, and no application actor exists.
 	authed   bool
-	held     *delivery
-	heldFrom int
+	checking bool       // the credential is with the authentication pool
+	held     []heldRead // in order
 
 	// appBox is the mailbox of an application actor that runs on the
 	// event loop, as this actor does. A read's frames are queued there
@@ -69,10 +69,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.authenticated(ctx, m)
 	case *closed:
 		a.closing = true
-		if a.held != nil {
-			a.held.dropFrom(a.heldFrom)
-			a.held = nil
-		}
+		a.dropHeld()
 		if a.s != nil && a.s.telem.Load() > 0 {
 			ctx.Send(a.rt.telemPID, &telemetryGone{stream: a.s})
 		}
@@ -110,22 +107,41 @@ var errAuthTimeout = errors.New("no credential within the authentication timeout
 // credential and hands it to the authentication pool. The frames after it
 // wait, and the stream is not read, until the verdict.
 func (a *connActor) credential(d *delivery) {
-	if a.held != nil {
-		// Only the read that carried the credential is delivered before
-		// the verdict (reading is paused from then on); should another
-		// come, it waits too, in order.
-		a.rt.log.Error("a second read before the credential was checked", "stream", a.s.ID())
-		d.dropFrom(0)
+	// The count first: once its last frame is done, d goes back to the
+	// pool and may carry another stream's next read.
+	n := len(d.recs)
+	if a.checking {
+		// Reading is paused once the credential is taken, but a read
+		// may have been on its way: it waits too, in order.
+		a.held = append(a.held, heldRead{d, 0})
 		return
 	}
+	a.checking = true
 	a.s.setPause(pauseAuth, true)
 	cred := d.recs[0].Payload
 	job := authJob{s: a.s, credential: append([]byte(nil), cred...), deadline: time.Now().Add(a.rt.cfg.AuthTimeout)}
+	if n > 1 {
+		a.held = append(a.held, heldRead{d, 1})
+	}
 	d.recs[0].frameDone()
-	a.held, a.heldFrom = d, 1
 	if !a.rt.authPool.submit(job) {
 		a.rt.refuseAuth(a.s, errAuthBusy)
 	}
+}
+
+// heldRead is a read's frames from index from on, waiting for the
+// verdict on the stream's credential.
+type heldRead struct {
+	d    *delivery
+	from int
+}
+
+// dropHeld marks the frames waiting for the verdict done, unhandled.
+func (a *connActor) dropHeld() {
+	for _, h := range a.held {
+		h.d.dropFrom(h.from)
+	}
+	a.held = nil
 }
 
 // errAuthBusy refuses a credential when too many wait to be checked.
@@ -139,10 +155,7 @@ func (a *connActor) authenticated(ctx actor.Context, m *authDone) {
 		return
 	}
 	if m.err != nil {
-		if a.held != nil {
-			a.held.dropFrom(a.heldFrom)
-			a.held = nil
-		}
+		a.dropHeld()
 		a.rt.refuseAuth(a.s, m.err)
 		return
 	}
@@ -151,9 +164,10 @@ func (a *connActor) authenticated(ctx actor.Context, m *authDone) {
 	a.s.identity.Store(m.id)
 	_ = a.s.conn.Send(authAccepted(m.id))
 	a.startApp(ctx)
-	if d := a.held; d != nil {
-		a.held = nil
-		a.forward(ctx, d, a.heldFrom)
+	held := a.held
+	a.held = nil
+	for _, h := range held {
+		a.forward(ctx, h.d, h.from)
 	}
 	a.s.setPause(pauseAuth, false)
 }

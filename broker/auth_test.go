@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -403,5 +404,59 @@ func TestCustomAuthenticator(t *testing.T) {
 	unknown.send([]byte("who?"))
 	if got := string(unknown.next(5 * time.Second)); got != `{"error":"auth: unknown"}` {
 		t.Errorf("unknown: %q", got)
+	}
+}
+
+// TestAuthCredentialAloneInItsRead: a credential that came alone in its
+// read leaves nothing of that read waiting for the verdict; reads of
+// other streams, which may reuse the same delivery, are served as theirs
+// alone, exactly once, and the authenticated stream gets only what it
+// sends after. (A held reference to the finished read once forwarded
+// another stream's frames as this one's.)
+func TestAuthCredentialAloneInItsRead(t *testing.T) {
+	release := make(chan struct{})
+	a := broker.AuthenticatorFunc(func(ctx context.Context, _ net.Addr, cred []byte) (*broker.Identity, error) {
+		if string(cred) == "slow" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return &broker.Identity{Name: string(cred), Publish: true}, nil
+	})
+	b, rec := authBroker(t, a, 5*time.Second)
+	other := dial(t, b)
+	other.send([]byte("fast"))
+	if got := string(other.next(5 * time.Second)); got != `{"auth":"ok","identity":"fast"}` {
+		t.Fatalf("fast: %q", got)
+	}
+	slow := dial(t, b)
+	slow.send([]byte("slow"))
+	waitFor(t, "the slow credential taken", 5*time.Second, func() bool { return b.Stats().IO.MsgRecv >= 2 })
+	for i := range 20 { // reads of the other stream while slow's verdict waits
+		other.send(fmt.Appendf(nil, "o%d-a", i), fmt.Appendf(nil, "o%d-b", i))
+		for _, want := range []string{fmt.Sprintf("o%d-a", i), fmt.Sprintf("o%d-b", i)} {
+			if got := string(other.next(5 * time.Second)); got != want {
+				t.Fatalf("other: %q, want %q", got, want)
+			}
+		}
+	}
+	close(release)
+	if got := string(slow.next(5 * time.Second)); got != `{"auth":"ok","identity":"slow"}` {
+		t.Fatalf("slow: %q", got)
+	}
+	slow.send([]byte("mine"))
+	if got := string(slow.next(5 * time.Second)); got != "mine" {
+		t.Fatalf("slow's echo: %q", got)
+	}
+	if got, err := slow.tryNext(200 * time.Millisecond); err == nil {
+		t.Fatalf("slow got %q more", got)
+	}
+	if got, err := other.tryNext(200 * time.Millisecond); err == nil {
+		t.Fatalf("other got %q more", got)
+	}
+	if n := len(rec.events()); n != 2+40+1 {
+		t.Errorf("the application heard %d events, want 43: %q", n, rec.events())
 	}
 }
