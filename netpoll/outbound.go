@@ -254,4 +254,7 @@ func (c *Conn) shrink() {
 		putArena(c.out.box)
 		c.out = outbound{}
 	}
+	if c.tls != nil {
+		c.tls.pipe.release()
+	}
 }

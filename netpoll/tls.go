@@ -67,13 +67,24 @@ func (wouldBlock) Temporary() bool { return true }
 
 // tlsPipe is the transport under a connection's tls.Conn: ciphertext read
 // from the socket (in), and ciphertext to write to it (out).
+//
+// Once the handshake is done the loop alone drives the tls.Conn, and the
+// pipe saves the copies and allocations a plain buffer would cost: a
+// read's bytes are lent to the tls.Conn as they are (lend, then keep once
+// the drain is done), records are written to the socket as the tls.Conn
+// makes them, only what the socket does not take is kept, and both
+// buffers are reused until the connection goes quiet (release).
 type tlsPipe struct {
 	c *Conn
 
 	mu       sync.Mutex
 	cond     sync.Cond
-	in       []byte
-	out      []byte
+	in       []byte // ciphertext not yet read: in[inOff:]
+	inOff    int
+	lent     bool   // in is the loop's read buffer, lent for one drain
+	keptIn   []byte // the pipe's own input buffer while in is lent
+	out      []byte // ciphertext not yet written: out[outOff:]
+	outOff   int
 	eof      bool // the peer sent its FIN
 	closed   bool // the connection closed
 	blocking bool // Read waits for input (the handshake's goroutine reads)
@@ -86,14 +97,55 @@ var _ net.Conn = (*tlsPipe)(nil)
 func (p *tlsPipe) feed(b []byte) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.blocking && len(p.in)+len(b) > maxHandshakeInput {
+	if p.blocking && len(p.in)-p.inOff+len(b) > maxHandshakeInput {
 		return false
 	}
-	p.in = append(p.in, b...)
+	p.in = append(p.compactIn(), b...)
 	if p.blocking {
 		p.cond.Signal()
 	}
 	return true
+}
+
+// lend hands the tls.Conn b, the loop's read buffer, without copying it,
+// when nothing is waiting before it; keep must follow before the loop
+// reads into b again. Otherwise it is feed.
+func (p *tlsPipe) lend(b []byte) bool {
+	p.mu.Lock()
+	if p.blocking || p.inOff != len(p.in) {
+		p.mu.Unlock()
+		return p.feed(b)
+	}
+	p.keptIn = p.in[:0]
+	p.in, p.inOff, p.lent = b, 0, true
+	p.mu.Unlock()
+	return true
+}
+
+// keep ends a lend: what the tls.Conn left of the lent bytes (part of a
+// record) is copied into the pipe's own buffer.
+func (p *tlsPipe) keep() {
+	p.mu.Lock()
+	if p.lent {
+		rest := p.in[p.inOff:]
+		p.in, p.inOff, p.lent = append(p.keptIn, rest...), 0, false
+		p.keptIn = nil
+	}
+	p.mu.Unlock()
+}
+
+// compactIn empties in once it is all read, keeping its memory, or moves
+// the unread part to the front once more than half has been read. With
+// p.mu held.
+func (p *tlsPipe) compactIn() []byte {
+	switch {
+	case p.inOff == len(p.in):
+		p.in, p.inOff = p.in[:0], 0
+	case p.inOff > len(p.in)/2:
+		n := copy(p.in, p.in[p.inOff:])
+		p.in, p.inOff = p.in[:n], 0
+	}
+	return p.in
 }
 
 func (p *tlsPipe) setEOF() {
@@ -106,18 +158,15 @@ func (p *tlsPipe) setEOF() {
 func (p *tlsPipe) Read(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.blocking && len(p.in) == 0 && !p.eof && !p.closed {
+	for p.blocking && p.inOff == len(p.in) && !p.eof && !p.closed {
 		p.cond.Wait()
 	}
 	switch {
 	case p.closed:
 		return 0, net.ErrClosed
-	case len(p.in) > 0:
-		n := copy(b, p.in)
-		p.in = p.in[n:]
-		if len(p.in) == 0 {
-			p.in = nil // a drained buffer goes: an idle connection keeps none
-		}
+	case p.inOff < len(p.in):
+		n := copy(b, p.in[p.inOff:])
+		p.inOff += n
 		return n, nil
 	case p.eof:
 		return 0, io.EOF
@@ -125,21 +174,42 @@ func (p *tlsPipe) Read(b []byte) (int, error) {
 	return 0, errWouldBlock
 }
 
-// Write queues records for the socket. The bytes count in the
-// connection's queue and the memory budget until written; the loop is
-// told, so that a handshake's records leave without waiting.
+// Write takes records for the socket. Once the handshake is done (the
+// loop writing), a record goes to the socket at once if nothing waits
+// before it; what the socket does not take waits in out. The waiting
+// bytes count in the connection's queue and the memory budget until
+// written; during the handshake the loop is told, so that its records
+// leave without waiting.
 func (p *tlsPipe) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return 0, net.ErrClosed
 	}
-	p.out = append(p.out, b...)
 	handshake := p.blocking
-	p.mu.Unlock()
 	c := p.c
-	c.queued.Add(int64(len(b)))
-	c.loop.srv.mem.used.Add(int64(len(b)))
+	rest := b
+	if !handshake && p.outOff == len(p.out) {
+		n, err := unix.Write(c.fd, b)
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+		case err != nil:
+			p.mu.Unlock()
+			return 0, err
+		}
+		rest = b[max(n, 0):]
+	}
+	if len(rest) > 0 {
+		if p.outOff == len(p.out) {
+			p.out, p.outOff = p.out[:0], 0
+		}
+		p.out = append(p.out, rest...)
+	}
+	p.mu.Unlock()
+	if len(rest) > 0 {
+		c.queued.Add(int64(len(rest)))
+		c.loop.srv.mem.used.Add(int64(len(rest)))
+	}
 	if handshake {
 		c.wakeLoop()
 	}
@@ -150,25 +220,34 @@ func (p *tlsPipe) Write(b []byte) (int, error) {
 func (p *tlsPipe) outLen() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.out)
+	return len(p.out) - p.outOff
 }
 
-// writeTo writes the waiting ciphertext to fd, once, and drops what was
-// written. Loop-only.
+// writeTo writes the waiting ciphertext to fd, once. Loop-only.
 func (p *tlsPipe) writeTo(fd int) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.out) == 0 {
+	if p.outOff == len(p.out) {
 		return 0, nil
 	}
-	n, err := unix.Write(fd, p.out)
+	n, err := unix.Write(fd, p.out[p.outOff:])
 	if n > 0 {
-		p.out = p.out[n:]
-		if len(p.out) == 0 {
-			p.out = nil
-		}
+		p.outOff += n
 	}
 	return max(n, 0), err
+}
+
+// release gives up the pipe's buffers when nothing waits in them: a quiet
+// connection keeps none. Loop-only (Conn.shrink).
+func (p *tlsPipe) release() {
+	p.mu.Lock()
+	if !p.lent && p.inOff == len(p.in) {
+		p.in, p.inOff = nil, 0
+	}
+	if p.outOff == len(p.out) {
+		p.out, p.outOff = nil, 0
+	}
+	p.mu.Unlock()
 }
 
 func (p *tlsPipe) Close() error {
@@ -184,8 +263,8 @@ func (p *tlsPipe) Close() error {
 func (p *tlsPipe) dropOut() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n := len(p.out)
-	p.out, p.in = nil, nil
+	n := len(p.out) - p.outOff
+	p.out, p.outOff, p.in, p.inOff, p.keptIn, p.lent = nil, 0, nil, 0, nil, false
 	return n
 }
 
@@ -278,13 +357,14 @@ func (l *loop) readTLS(c *Conn, raw []byte) {
 	t := c.tls
 	if raw == nil {
 		t.pipe.setEOF()
-	} else if !t.pipe.feed(raw) {
+	} else if !t.pipe.lend(raw) {
 		l.close(c, fmt.Errorf("%w: TLS: over %d bytes before the handshake was done", ErrHandshake, maxHandshakeInput), reasonHandshake)
 		return
 	}
 	if c.tls.result.Load() == handshakeDone && (c.opened || c.ws != nil) {
 		l.drainTLS(c)
-	} else if raw == nil {
+		t.pipe.keep()
+	} else if t.pipe.keep(); raw == nil {
 		c.readClosed = true // nothing more to read; the handshake fails on its own
 		l.updateMask(c)
 	}
