@@ -178,6 +178,8 @@ func TestAuthTimeout(t *testing.T) {
 	if d := time.Since(start); d < timeout || d > 2*timeout+250*time.Millisecond {
 		t.Errorf("closed after %v, want about %v", d, timeout)
 	}
+	// The client may see the end before the loop has counted the close.
+	waitFor(t, "every close counted", 5*time.Second, func() bool { return b.Stats().IO.Open == 0 })
 	if st := b.Stats(); st.IO.ClosedHandshake != 2 {
 		t.Errorf("closed for the handshake %d, want 2", st.IO.ClosedHandshake)
 	}

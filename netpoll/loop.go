@@ -614,12 +614,14 @@ func (l *loop) close(c *Conn, err error, r reason) {
 	l.byFD[c.fd] = nil
 	unix.Close(c.fd)
 	l.nconns--
-	l.stats.open.Add(-1)
-	l.srv.open.Add(-1)
+	// The reason is counted before the connection leaves Open, so a reader
+	// that sees Open fall also sees why.
+	l.stats.closed[r].Add(1)
 	if c.readPaused {
 		l.stats.paused.Add(-1)
 	}
-	l.stats.closed[r].Add(1)
+	l.stats.open.Add(-1)
+	l.srv.open.Add(-1)
 	if c.opened {
 		l.handler.OnClose(c, err)
 	}

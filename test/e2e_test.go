@@ -344,7 +344,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"bench", "echo", "--help"}, 0, "-inflight"},
 		{[]string{"help", "bench"}, 0, "conns"},
 		{[]string{"serve", "--nope"}, 2, "flag provided but not defined"},
-		{[]string{"serve", "--app", "nope"}, 2, "want echo or broadcast"},
+		{[]string{"serve", "--app", "nope"}, 2, "want echo, broadcast or pubsub"},
 		{[]string{"serve", "--max-payload", "70000"}, 2, "--max-payload"},
 		{[]string{"serve", "--loops", "0"}, 2, "--loops"},
 		{[]string{"serve", "--max-pending", "lots"}, 2, "max-pending"},
