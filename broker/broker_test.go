@@ -392,27 +392,42 @@ func TestPerStreamOrderUnderLoad(t *testing.T) {
 	}
 }
 
+// testOrderUnderLoad: each client sends numbered frames from one
+// goroutine and reads the echoes in another; the failures are reported
+// from the test's goroutine once every one of them has returned.
 func testOrderUnderLoad(t *testing.T, b *broker.Broker) {
 	const clients, frames = 10, 3000
 	var wg sync.WaitGroup
+	errs := make(chan error, 2*clients)
 	for id := range clients {
 		p := dial(t, b)
 		wg.Go(func() {
-			go func() {
-				for seq := range frames {
-					p.send(seqPayload(uint32(id), uint32(seq)))
-				}
-			}()
 			for seq := range frames {
-				got := p.next(10 * time.Second)
-				if binary.BigEndian.Uint32(got) != uint32(id) || binary.BigEndian.Uint32(got[4:]) != uint32(seq) {
-					t.Errorf("client %d: frame %d is %x", id, seq, got)
+				if err := p.trySend(seqPayload(uint32(id), uint32(seq))); err != nil {
+					errs <- fmt.Errorf("client %d: frame %d: %w", id, seq, err)
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			for seq := range frames {
+				got, err := p.tryNext(10 * time.Second)
+				if err != nil {
+					errs <- fmt.Errorf("client %d: echo %d: %w", id, seq, err)
+					return
+				}
+				if len(got) != 8 || binary.BigEndian.Uint32(got) != uint32(id) || binary.BigEndian.Uint32(got[4:]) != uint32(seq) {
+					errs <- fmt.Errorf("client %d: echo %d is %x", id, seq, got)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
 
 func TestInboundBackpressurePausesReading(t *testing.T) {
@@ -426,13 +441,28 @@ func TestInboundBackpressurePausesReading(t *testing.T) {
 	}), true)
 	p := dial(t, b)
 	const frames = 2000
+	sent := make(chan error, 1)
 	go func() {
 		for range frames {
-			p.send([]byte("x"))
+			if err := p.trySend([]byte("x")); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	released := false
+	defer func() {
+		if !released {
+			close(release) // so that a failed test's handlers return
 		}
 	}()
 	waitFor(t, "reading paused", 5*time.Second, func() bool { return b.Stats().IO.PausedReads == 1 })
 	close(release)
+	released = true
+	if err := <-sent; err != nil {
+		t.Fatalf("sending: %v", err)
+	}
 	waitFor(t, "every frame handled", 10*time.Second, func() bool { return handled.Load() == frames })
 	waitFor(t, "reading resumed", 5*time.Second, func() bool { return b.Stats().IO.PausedReads == 0 })
 }
