@@ -112,7 +112,7 @@ func TestFramesOfOneReadInOrder(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			var mu sync.Mutex
 			var got []uint32
-			_, srv := serveMode(t, actor.PropsFromFunc(func(ctx actor.Context) {
+			rt, srv := serveMode(t, actor.PropsFromFunc(func(ctx actor.Context) {
 				if m, ok := ctx.Message().(*Received); ok {
 					mu.Lock()
 					got = append(got, binary.BigEndian.Uint32(m.Payload))
@@ -151,6 +151,18 @@ func TestFramesOfOneReadInOrder(t *testing.T) {
 					t.Fatalf("echo %d is frame %d", want, seq)
 				}
 				want++
+			}
+			// Every frame handed over is marked handled, telemetry
+			// requests included: none is left in the actors' hands (or
+			// reading would pause for good once MaxInbound were).
+			var st *Stream
+			rt.Streams().Each(func(s *Stream) bool { st = s; return false })
+			deadline := time.Now().Add(5 * time.Second)
+			for st.pending.Load() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d frames still counted in the actors' hands", st.pending.Load())
+				}
+				time.Sleep(time.Millisecond)
 			}
 			mu.Lock()
 			defer mu.Unlock()
