@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Edges the other tests pass over, each at the value where a comparison
@@ -85,6 +86,25 @@ func TestBusyFractionEdges(t *testing.T) {
 	} {
 		if got := busyFraction(tc.b, tc.a); got != tc.want {
 			t.Errorf("busyFraction(%+v, %+v) = %v, want %v", tc.b, tc.a, got, tc.want)
+		}
+	}
+}
+
+// TestRecentHoldsWithinTheInterval: within the interval Recent returns the
+// same pair, even when the Sampler would read anew (granularity 1 ns).
+func TestRecentHoldsWithinTheInterval(t *testing.T) {
+	s := NewSampler(time.Nanosecond)
+	b1, a1, err := s.Recent(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		b, a, err := s.Recent(time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Seq != a1.Seq || b.Seq != b1.Seq {
+			t.Fatalf("pair (%d, %d) within the interval of the first (%d, %d)", b.Seq, a.Seq, b1.Seq, a1.Seq)
 		}
 	}
 }
