@@ -291,7 +291,7 @@ func (r *Runtime) SpawnOnFirstFrame() { r.lazy = true }
 // OnOpen implements netpoll.Handler: it registers the stream and, unless
 // its actors wait for its first frame, spawns its connection actor.
 func (r *Runtime) OnOpen(c *netpoll.Conn) {
-	s := &Stream{conn: c, rt: r, appPID: r.sharedPID}
+	s := &Stream{conn: c, id: c.ID(), rt: r, appPID: r.sharedPID}
 	r.streams.setView(s)
 	c.SetValue(s)
 	r.streams.set.add(s, int(c.ID()))

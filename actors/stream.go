@@ -17,6 +17,7 @@ type Stream struct {
 	conn *netpoll.Conn
 	list *StreamList // &view
 	view StreamList  // this stream's view of every stream: it publishes as this stream
+	id   uint64      // the connection's ID, kept here for the StreamList's index
 	rt   *Runtime
 
 	connPID *actor.PID // the connection actor
@@ -128,7 +129,7 @@ func (s *Stream) setPauseLocked(why pauses, on bool) {
 // ID is the stream's number: unique among the broker's streams for the
 // life of its process, never reused, so it may name a stream in messages
 // between actors (StreamList.Get finds the stream again).
-func (s *Stream) ID() uint64 { return s.conn.ID() }
+func (s *Stream) ID() uint64 { return s.id }
 
 // RemoteAddr is the client's address.
 func (s *Stream) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }

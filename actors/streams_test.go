@@ -1,9 +1,13 @@
 package actors
 
 import (
+	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,53 +102,142 @@ func TestStreamListTracksOpenStreams(t *testing.T) {
 // BenchmarkBroadcastDelivery compares the cost of one delivery through the
 // StreamList (a shared frame appended to a stream's queue, and written to
 // the socket by its loop on the other core) with one actor message per
-// delivery, the alternative the StreamList avoids, which has not written
-// anything yet when it is done.
+// delivery, the alternative the StreamList avoids. Both are timed until
+// every delivery has arrived and been checked: each stream's client must
+// read every broadcast, whole and in order, and each actor must receive
+// every message; a loss, a corrupt frame or a reordering fails the
+// benchmark.
 func BenchmarkBroadcastDelivery(b *testing.B) {
 	const streams = 100
 	b.Run("streamlist", func(b *testing.B) {
 		rt, srv := serve(b, nothing())
-		for range streams {
+		rounds := (b.N + streams - 1) / streams
+		// One frame per broadcast, numbered, encoded before the timer.
+		frames := make([][]byte, rounds)
+		for i := range frames {
+			p := make([]byte, 64)
+			binary.BigEndian.PutUint64(p, uint64(i))
+			for j := 8; j < len(p); j++ {
+				p[j] = byte(i + j)
+			}
+			frames[i], _ = wire.Encode(p)
+		}
+		got := make([]atomic.Int64, streams)
+		errs := make(chan error, streams)
+		var readers sync.WaitGroup
+		for k := range streams {
 			c, err := net.Dial("tcp", srv.Addr().String())
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer c.Close()
-			go io.Copy(io.Discard, c)
+			readers.Go(func() {
+				// Checked in place, without copying: the client's work
+				// is timed too, and should cost what a client's would.
+				dec := wire.NewDecoder(wire.MaxPayload)
+				buf := make([]byte, 64<<10)
+				c.SetReadDeadline(time.Now().Add(time.Minute))
+				for n := 0; n < rounds; {
+					m, err := c.Read(buf)
+					if err != nil {
+						errs <- fmt.Errorf("stream %d: after %d of %d frames: %w", k, n, rounds, err)
+						return
+					}
+					dec.Feed(buf[:m])
+					for {
+						p, ok, err := dec.Next()
+						if err != nil {
+							errs <- fmt.Errorf("stream %d: %w", k, err)
+							return
+						}
+						if !ok {
+							break
+						}
+						if len(p) != 64 || binary.BigEndian.Uint64(p) != uint64(n) || p[8] != byte(n+8) || p[63] != byte(n+63) {
+							errs <- fmt.Errorf("stream %d: frame %d is %x", k, n, p)
+							return
+						}
+						n++
+					}
+					got[k].Store(int64(n))
+				}
+			})
 		}
 		waitLen(b, rt.Streams(), streams)
-		frame, _ := wire.Encode(make([]byte, 64))
+		// slowest is the fewest frames a client has read. The broadcaster
+		// stays within a window of it, so that no queue nears its bound
+		// (a stream closed as a slow consumer would lose frames).
+		slowest := func() int64 {
+			m := int64(rounds)
+			for k := range got {
+				m = min(m, got[k].Load())
+			}
+			return m
+		}
+		const window = 1024
 		b.ReportAllocs()
 		b.ResetTimer()
-		for i := 0; i < b.N; i += streams {
-			rt.Streams().SendFrameExcept(nil, frame)
+		for i, f := range frames {
+			if i%64 == 0 {
+				for int64(i)-slowest() > window {
+					if len(errs) > 0 {
+						b.Fatal(<-errs)
+					}
+					runtime.Gosched()
+				}
+			}
+			if n := rt.Streams().SendFrameExcept(nil, f); n != streams {
+				b.Fatalf("broadcast %d queued for %d streams, want %d", i, n, streams)
+			}
+		}
+		readers.Wait()
+		b.StopTimer()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
 		}
 	})
 	b.Run("actor-message", func(b *testing.B) {
 		sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 			return slog.New(slog.NewTextHandler(io.Discard, nil))
 		}))
-		var got atomic.Int64
+		defer sys.Shutdown()
+		rounds := (b.N + streams - 1) / streams
+		var got, bad atomic.Int64
 		pids := make([]*actor.PID, streams)
 		for i := range pids {
+			next := 0 // this actor's own state: the round it expects
 			pids[i] = sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-				if _, ok := ctx.Message().([]byte); ok {
+				if m, ok := ctx.Message().(int); ok {
+					if m != next {
+						bad.Add(1)
+					}
+					next = m + 1
 					got.Add(1)
 				}
 			}))
 		}
-		msg := make([]byte, 64)
+		msgs := make([]any, rounds) // boxed before the timer
+		for i := range msgs {
+			msgs[i] = i
+		}
 		b.ReportAllocs()
 		b.ResetTimer()
-		for i := 0; i < b.N; i += streams {
+		for _, m := range msgs {
 			for _, p := range pids {
-				sys.Root.Send(p, msg)
+				sys.Root.Send(p, m)
 			}
 		}
-		for got.Load() < int64((b.N+streams-1)/streams*streams) {
-			time.Sleep(time.Millisecond)
+		deadline := time.Now().Add(30 * time.Second)
+		for got.Load() < int64(rounds*streams) {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d messages received", got.Load(), rounds*streams)
+			}
+			runtime.Gosched()
 		}
 		b.StopTimer()
-		sys.Shutdown()
+		if bad.Load() != 0 {
+			b.Fatalf("%d messages out of order", bad.Load())
+		}
 	})
 }

@@ -123,8 +123,8 @@ func BenchmarkFanout(b *testing.B) {
 				Count: int64(b.N) * perOp,
 			})
 			b.StopTimer()
-			if err != nil || res.Errors != 0 || res.Gaps != 0 || res.Lost != 0 {
-				b.Fatalf("Fanout: %v; %v", err, res)
+			if want := int64(b.N) * perOp; err != nil || res.Errors != 0 || res.Gaps != 0 || res.Lost != 0 || res.Sent != want || res.Deliveries != want*subscribers {
+				b.Fatalf("Fanout: %v; %v; want %d frames sent, %d delivered", err, res, want, want*subscribers)
 			}
 			b.ReportMetric(res.DeliveriesPerSec, "deliveries/s")
 			benchecho.ReportLatency(b, res.Latency)

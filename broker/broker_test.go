@@ -245,29 +245,84 @@ func TestTelemetryBadSpans(t *testing.T) {
 	}
 }
 
+// The telemetry bounds (actors/telemetry.go, docs/PROTOCOL.md): a stream
+// may have 64 requests waiting while the broker's 16,384 places are all
+// free, and floor(64 × free / 16,384), at least 1, as they fill. So a
+// stream alone gets 64 only for its first request: from the second on
+// one place is taken and its share is 63, which it stays until more than
+// 256 places are taken (64 × 16,128 / 16,384 = 63), then 62 until more
+// than 512, and so on.
+
+// TestTelemetryFloodIsBounded: 200 requests at once on one stream get
+// exactly 63 readings and 137 refusals, the refusals at once. The span is
+// long enough (1 s) that every request is judged before the first is
+// answered and gives its place back.
 func TestTelemetryFloodIsBounded(t *testing.T) {
 	b := start(t, broker.Config{}, broker.Echo(), true)
 	p := dial(t, b)
-	reqs := make([][]byte, 200)
+	const n, accepted = 200, 63
+	reqs := make([][]byte, n)
 	for i := range reqs {
-		reqs[i] = telemetryRequest(0.2)
+		reqs[i] = telemetryRequest(1)
 	}
 	p.send(reqs...)
-	errorsSeen, replies := 0, 0
-	for range reqs {
+	for i := range n - accepted {
 		m := decodeJSON(t, p.next(10*time.Second))
-		if _, ok := m["error"]; ok {
-			errorsSeen++
-		} else {
-			replies++
+		if _, ok := m["error"]; !ok {
+			t.Fatalf("reply %d is a reading; want the first %d replies to be refusals, at once", i, n-accepted)
 		}
 	}
-	if errorsSeen == 0 || replies == 0 {
-		t.Fatalf("%d errors and %d replies: want the excess refused and the rest answered", errorsSeen, replies)
+	if st := b.Stats(); st.Actors.TelemetryWaiting != accepted {
+		t.Fatalf("%d requests waiting after the refusals, want %d", st.Actors.TelemetryWaiting, accepted)
+	}
+	for i := range accepted {
+		m := decodeJSON(t, p.next(10*time.Second))
+		if _, ok := m["up_time"]; !ok {
+			t.Fatalf("reply %d of the %d accepted is not a reading: %v", i, accepted, m)
+		}
 	}
 	if st := b.Stats(); st.Actors.TelemetryWaiting != 0 {
 		t.Fatalf("%d requests still waiting", st.Actors.TelemetryWaiting)
 	}
+}
+
+// TestTelemetryShareShrinks: streams that flood one after another get
+// the share of what is left: 63 each while at most 256 places are taken,
+// then 62 (63 × 4 = 252 taken before the fifth stream, which passes 256
+// on its fifth request). Spans of 30 s keep every place taken; the
+// streams are reset at the end, which gives their places back at once (a
+// FIN would be a half-close, which waits for the replies owed).
+func TestTelemetryShareShrinks(t *testing.T) {
+	b := start(t, broker.Config{}, broker.Echo(), true)
+	const per = 64
+	reqs := make([][]byte, per)
+	for i := range reqs {
+		reqs[i] = telemetryRequest(30)
+	}
+	waiting := int64(0)
+	var peers []*peer
+	for i, accepted := range []int{63, 63, 63, 63, 62} {
+		p := dial(t, b)
+		peers = append(peers, p)
+		p.send(reqs...)
+		for j := range per - accepted {
+			m := decodeJSON(t, p.next(10*time.Second))
+			if _, ok := m["error"]; !ok {
+				t.Fatalf("stream %d: reply %d is not a refusal: %v", i, j, m)
+			}
+		}
+		waiting += int64(accepted)
+		if got := b.Stats().Actors.TelemetryWaiting; got != waiting {
+			t.Fatalf("stream %d: %d requests waiting after its %d refusals, want %d (it was to get %d)", i, got, per-accepted, waiting, accepted)
+		}
+	}
+	for _, p := range peers {
+		p.c.SetLinger(0)
+		p.c.Close()
+	}
+	waitFor(t, "the closed streams' places given back", 10*time.Second, func() bool {
+		return b.Stats().Actors.TelemetryWaiting == 0
+	})
 }
 
 func TestProtocolErrorClosesOnlyTheOffender(t *testing.T) {
@@ -341,27 +396,42 @@ func TestPerStreamOrderUnderLoad(t *testing.T) {
 	}
 }
 
+// testOrderUnderLoad: each client sends numbered frames from one
+// goroutine and reads the echoes in another; the failures are reported
+// from the test's goroutine once every one of them has returned.
 func testOrderUnderLoad(t *testing.T, b *broker.Broker) {
 	const clients, frames = 10, 3000
 	var wg sync.WaitGroup
+	errs := make(chan error, 2*clients)
 	for id := range clients {
 		p := dial(t, b)
 		wg.Go(func() {
-			go func() {
-				for seq := range frames {
-					p.send(seqPayload(uint32(id), uint32(seq)))
-				}
-			}()
 			for seq := range frames {
-				got := p.next(10 * time.Second)
-				if binary.BigEndian.Uint32(got) != uint32(id) || binary.BigEndian.Uint32(got[4:]) != uint32(seq) {
-					t.Errorf("client %d: frame %d is %x", id, seq, got)
+				if err := p.trySend(seqPayload(uint32(id), uint32(seq))); err != nil {
+					errs <- fmt.Errorf("client %d: frame %d: %w", id, seq, err)
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			for seq := range frames {
+				got, err := p.tryNext(10 * time.Second)
+				if err != nil {
+					errs <- fmt.Errorf("client %d: echo %d: %w", id, seq, err)
+					return
+				}
+				if len(got) != 8 || binary.BigEndian.Uint32(got) != uint32(id) || binary.BigEndian.Uint32(got[4:]) != uint32(seq) {
+					errs <- fmt.Errorf("client %d: echo %d is %x", id, seq, got)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
 
 func TestInboundBackpressurePausesReading(t *testing.T) {
@@ -375,13 +445,28 @@ func TestInboundBackpressurePausesReading(t *testing.T) {
 	}), true)
 	p := dial(t, b)
 	const frames = 2000
+	sent := make(chan error, 1)
 	go func() {
 		for range frames {
-			p.send([]byte("x"))
+			if err := p.trySend([]byte("x")); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	released := false
+	defer func() {
+		if !released {
+			close(release) // so that a failed test's handlers return
 		}
 	}()
 	waitFor(t, "reading paused", 5*time.Second, func() bool { return b.Stats().IO.PausedReads == 1 })
 	close(release)
+	released = true
+	if err := <-sent; err != nil {
+		t.Fatalf("sending: %v", err)
+	}
 	waitFor(t, "every frame handled", 10*time.Second, func() bool { return handled.Load() == frames })
 	waitFor(t, "reading resumed", 5*time.Second, func() bool { return b.Stats().IO.PausedReads == 0 })
 }

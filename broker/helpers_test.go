@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -73,16 +74,27 @@ func dial(t testing.TB, b *broker.Broker) *peer {
 
 func (p *peer) send(payloads ...[]byte) {
 	p.t.Helper()
+	if err := p.trySend(payloads...); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// trySend is send for goroutines other than the test's: it returns the
+// error for the test's goroutine to report. A write that cannot finish
+// within 10 s is an error too, so that no sender is left blocked.
+func (p *peer) trySend(payloads ...[]byte) error {
 	var out []byte
 	for _, pl := range payloads {
 		var err error
 		if out, err = wire.AppendFrame(out, pl); err != nil {
-			p.t.Fatal(err)
+			return err
 		}
 	}
+	p.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if _, err := p.c.Write(out); err != nil {
-		p.t.Fatalf("write: %v", err)
+		return fmt.Errorf("write: %w", err)
 	}
+	return nil
 }
 
 func (p *peer) writeRaw(b []byte) {

@@ -36,29 +36,43 @@ func TestPanicStorm(t *testing.T) {
 
 			var sent atomic.Int64
 			stop := make(chan struct{})
-			done := make(chan struct{})
+			done := make(chan error, 1)
 			go func() {
-				defer close(done)
 				frame := []byte("x-panics")
 				for {
 					select {
 					case <-stop:
+						done <- nil
 						return
 					default:
 					}
-					bad.send(frame, frame, frame, frame, frame, frame, frame, frame)
+					if err := bad.trySend(frame, frame, frame, frame, frame, frame, frame, frame); err != nil {
+						done <- err
+						return
+					}
 					sent.Add(8)
-					time.Sleep(time.Millisecond)
+					time.Sleep(time.Millisecond) // pacing the storm, not waiting for anything
 				}
 			}()
+			stopped := false
+			stopStorm := func() error {
+				if stopped {
+					return nil
+				}
+				stopped = true
+				close(stop)
+				return <-done
+			}
+			defer stopStorm() // the sender is waited for on every path
 
+			// level is the live heap after a collection, and goroutines.
 			level := func() (heap uint64, goroutines int) {
 				runtime.GC()
 				var ms runtime.MemStats
 				runtime.ReadMemStats(&ms)
-				return ms.HeapInuse, runtime.NumGoroutine()
+				return ms.HeapAlloc, runtime.NumGoroutine()
 			}
-			var midHeap uint64
+			var midHeap, midPanics uint64
 			var midG int
 			deadline := time.Now().Add(d)
 			rounds := 0
@@ -70,11 +84,13 @@ func TestPanicStorm(t *testing.T) {
 				rounds++
 				if midHeap == 0 && time.Until(deadline) < d/2 {
 					midHeap, midG = level()
+					midPanics = b.Stats().Actors.HandlerPanics
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			close(stop)
-			<-done
+			if err := stopStorm(); err != nil {
+				t.Fatalf("the panicking stream's sender: %v", err)
+			}
 			waitFor(t, "every panic handled and its actor restarted", 10*time.Second, func() bool {
 				// The restart follows the panic's count: wait for both.
 				st := b.Stats().Actors
@@ -85,10 +101,18 @@ func TestPanicStorm(t *testing.T) {
 				t.Errorf("%d panics but %d restarts", st.HandlerPanics, st.HandlerRestarts)
 			}
 			endHeap, endG := level()
-			t.Logf("%d panics in %v, %d round trips on the other stream; heap in use %.1f → %.1f MiB, goroutines %d → %d",
-				st.HandlerPanics, d, rounds, float64(midHeap)/(1<<20), float64(endHeap)/(1<<20), midG, endG)
-			if endHeap > midHeap+8<<20 {
-				t.Errorf("heap in use grew from %d to %d bytes in the second half of the storm", midHeap, endHeap)
+			t.Logf("%d panics in %v, %d round trips on the other stream; live heap %.1f → %.1f MiB (%+d bytes), goroutines %d → %d",
+				st.HandlerPanics, d, rounds, float64(midHeap)/(1<<20), float64(endHeap)/(1<<20), int64(endHeap)-int64(midHeap), midG, endG)
+			// Nothing is kept per restart, so the live heap after a GC does
+			// not grow: measured, it ends some 130–150 KB below the middle
+			// (what was in flight then). The slack is the GC's noise: a
+			// time.Time kept per restart (what protoactor's restart
+			// statistics keep, 24 bytes) over the second half's ~9,000
+			// restarts ends 130–270 KB above the middle and fails it.
+			const heapSlack = 64 << 10
+			if endHeap > midHeap+heapSlack {
+				t.Errorf("live heap grew from %d to %d bytes in the second half of the storm (%d panics then): more than %d",
+					midHeap, endHeap, st.HandlerPanics-midPanics, heapSlack)
 			}
 			if endG > midG+5 {
 				t.Errorf("goroutines grew from %d to %d in the second half of the storm", midG, endG)

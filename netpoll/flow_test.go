@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -206,6 +207,46 @@ func TestOverflowCloseStallsThenCuts(t *testing.T) {
 	waitStats(t, s, "no read stalled", func(st Stats) bool { return st.StalledReads == 0 })
 }
 
+// stallSeen reports whether a Send on producer's behalf has stalled it:
+// asked for (stallOn, as the Send returns) or already applied by its loop
+// (counted).
+func stallSeen(s *Server, producer *Conn) bool {
+	producer.mu.Lock()
+	asked := producer.stalled
+	producer.mu.Unlock()
+	return asked || s.Stats().ProducerStalls > 0
+}
+
+// nudgeUntilStalled sends 1-byte frames to consumer on producer's behalf
+// until producer is stalled, and returns how many it sent. A queue can
+// pass the stall mark without a stall: a Send counts the bytes of a
+// writev in progress as written (the bound counts what has not been
+// handed to the kernel), so one made while the loop is in writev judges
+// the queue emptier than it turns out to be, and stalls nobody. On a
+// busy machine the loop can be in one writev for milliseconds (measured:
+// 10,000 Sends during one). So each nudge waits until no writev is in
+// progress; 5 bytes a frame keep the queue far from MaxPending.
+func nudgeUntilStalled(t testing.TB, s *Server, consumer, producer *Conn) int {
+	t.Helper()
+	n := 0
+	deadline := time.Now().Add(waitLong)
+	for ; !stallSeen(s, producer); n++ {
+		for consumer.inWrite.Load() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the loop stayed in a writev of %d bytes", consumer.inWrite.Load())
+			}
+			runtime.Gosched()
+		}
+		if n == 1000 {
+			t.Fatalf("no stall after %d more frames, with %d bytes queued", n, consumer.Queued())
+		}
+		if err := consumer.SendFrom(producer, []byte{1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
 // TestCloseStallIsBounded: under OverflowClose a stall ends after
 // stallMax even when the queue that caused it never drains, so a
 // publisher is never held long by a consumer that cannot keep up.
@@ -222,6 +263,7 @@ func TestCloseStallIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	nudgeUntilStalled(t, s, consumer, producer)
 	begun := time.Now()
 	waitStats(t, s, "the stall to end", func(st Stats) bool { return st.ProducerStalls == 1 && st.StalledReads == 0 })
 	if d := time.Since(begun); d > 20*stallMax {
@@ -258,6 +300,7 @@ func TestThrottleStallWaitsForDrain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	n += nudgeUntilStalled(t, s, consumer, producer)
 	waitStats(t, s, "the producer's stall", func(st Stats) bool { return st.StalledReads == 1 })
 	// While stalled the producer is not read.
 	write(t, prodCl, frame([]byte("during the stall")))

@@ -123,6 +123,14 @@ func (h *handler) OnFrames(c *Conn, b *Batch) {
 		for i, f := range b.Frames {
 			frames[i] = bytes.Clone(f)
 		}
+		if h.mode == replyHold {
+			// Held before the test can hear of it: a test that has
+			// received the frames and then calls releaseHeld must find
+			// their batch there.
+			h.mu.Lock()
+			h.held = append(h.held, b)
+			h.mu.Unlock()
+		}
 		select {
 		case h.received <- received{c, frames}:
 		default:
@@ -147,9 +155,7 @@ func (h *handler) OnFrames(c *Conn, b *Batch) {
 			b.Release()
 		}
 	case replyHold:
-		h.mu.Lock()
-		h.held = append(h.held, b)
-		h.mu.Unlock()
+		// held above
 	}
 }
 

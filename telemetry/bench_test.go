@@ -25,29 +25,38 @@ func BenchmarkReadCPU(b *testing.B) {
 	})
 	b.Run("ReadCPU", func(b *testing.B) {
 		b.ReportAllocs()
+		var s CPUSample
 		for b.Loop() {
-			if _, err := ReadCPU(); err != nil {
+			var err error
+			if s, err = ReadCPU(); err != nil {
 				b.Fatal(err)
 			}
 		}
+		benchCheckSample(b, s)
 	})
 	b.Run("Sampler/read", func(b *testing.B) {
 		s := NewSampler(time.Nanosecond)
 		b.ReportAllocs()
+		var got CPUSample
 		for b.Loop() {
-			if _, err := s.Sample(); err != nil {
+			var err error
+			if got, err = s.Sample(); err != nil {
 				b.Fatal(err)
 			}
 		}
+		benchCheckSample(b, got)
 	})
 	b.Run("Sampler/shared", func(b *testing.B) {
 		s := NewSampler(time.Hour)
 		b.ReportAllocs()
+		var got CPUSample
 		for b.Loop() {
-			if _, err := s.Sample(); err != nil {
+			var err error
+			if got, err = s.Sample(); err != nil {
 				b.Fatal(err)
 			}
 		}
+		benchCheckSample(b, got)
 	})
 }
 
@@ -63,20 +72,41 @@ func BenchmarkParseStat(b *testing.B) {
 	b.SetBytes(int64(len(text)))
 	b.ReportAllocs()
 	r := strings.NewReader(text)
+	var got CPUSample
 	for b.Loop() {
 		r.Reset(text)
-		if _, err := ParseStat(r); err != nil {
+		var err error
+		if got, err = ParseStat(r); err != nil {
 			b.Fatal(err)
 		}
+	}
+	// The text's figures: the cpu line's busy time is all but idle and
+	// iowait, and 64 cores in order.
+	if len(got.Cores) != 64 || got.Cores[63].Core != 63 || got.All.Total != 3894517+1203+1094822+311239588+78411+39458 {
+		b.Fatalf("parsed %d cores, all %+v", len(got.Cores), got.All)
+	}
+}
+
+// benchCheckSample fails b unless s has a core for every CPU this process may
+// run on, and a total no smaller than its busy time.
+func benchCheckSample(b *testing.B, s CPUSample) {
+	b.Helper()
+	if len(s.Cores) == 0 || s.All.Total == 0 || s.All.Busy > s.All.Total {
+		b.Fatalf("sample %+v", s)
 	}
 }
 
 func BenchmarkReadMemInfo(b *testing.B) {
 	b.ReportAllocs()
+	var m MemInfo
 	for b.Loop() {
-		if _, err := ReadMemInfo(); err != nil {
+		var err error
+		if m, err = ReadMemInfo(); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if m.Total == 0 || m.Available > m.Total || m.RSS == 0 {
+		b.Fatalf("MemInfo %+v", m)
 	}
 }
 
@@ -97,6 +127,7 @@ func BenchmarkReply(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			checkReplyJSON(b, buf, cores)
 		})
 		b.Run(fmt.Sprintf("cores=%d/encoding-json", cores), func(b *testing.B) {
 			var buf bytes.Buffer
@@ -110,21 +141,46 @@ func BenchmarkReply(b *testing.B) {
 				}
 			}
 			b.SetBytes(int64(buf.Len()))
+			checkReplyJSON(b, buf.Bytes(), cores)
 		})
 	}
 	b.Run("BuildReply/cores=64", func(b *testing.B) {
 		before, after := benchSamples(64)
 		b.ReportAllocs()
+		var r Reply
 		for b.Loop() {
-			BuildReply(time.Time{}, time.Now(), Counters{}, before, after, MemInfo{})
+			r = BuildReply(time.Time{}, time.Now(), Counters{}, before, after, MemInfo{})
+		}
+		// Core i was busy 7i of 100 ticks; all cores 100 of 100 each.
+		if len(r.Resources.CPUPerCore) != 64 || r.Resources.CPUPerCore[10].Using != 0.7 || r.Resources.CPUOverall != 1 {
+			b.Fatalf("reply %+v", r.Resources)
 		}
 	})
 }
 
+// checkReplyJSON fails b unless buf is a JSON reply with the fields
+// benchReply gave it.
+func checkReplyJSON(b *testing.B, buf []byte, cores int) {
+	b.Helper()
+	var got struct {
+		NumClients int64 `json:"num_clients"`
+		Resources  struct {
+			CPUPerCore []CoreUsage `json:"cpu_per_core"`
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal(buf, &got); err != nil || got.NumClients != 10000 || len(got.Resources.CPUPerCore) != cores {
+		b.Fatalf("reply %.200s: %v", buf, err)
+	}
+}
+
 func BenchmarkErrorReply(b *testing.B) {
 	b.ReportAllocs()
+	var got []byte
 	for b.Loop() {
-		ErrorReply("span 61s exceeds the maximum 60s")
+		got = ErrorReply("span 61s exceeds the maximum 60s")
+	}
+	if string(got) != `{"error":"span 61s exceeds the maximum 60s"}` {
+		b.Fatalf("ErrorReply gave %s", got)
 	}
 }
 

@@ -427,9 +427,15 @@ func TestTenThousandConnections(t *testing.T) {
 	}
 	after := rss(t, b.Cmd.Process.Pid)
 	per := float64(after-before) / n
-	t.Logf("broker RSS %d KiB before, %d KiB with %d idle connections: %.0f bytes each", before>>10, after>>10, n, per)
-	if per > 64<<10 {
-		t.Fatalf("%.0f bytes of RSS per idle connection", per)
+	// The broker's documented overhead is 8 KiB a connection (it sets
+	// its memory limit by it); measured, 7.8-7.9 KB each, garbage from
+	// the round trips included. The bound allows a quarter more, so a
+	// connection that keeps a buffer of 2 KiB or more fails it. A
+	// race-built broker measured 37.9 KB each; its bound is as much over.
+	bound := racePick(10<<10, 48<<10)
+	t.Logf("broker RSS %d KiB before, %d KiB with %d idle connections: %.0f bytes each (bound %d)", before>>10, after>>10, n, per, bound)
+	if per > float64(bound) {
+		t.Fatalf("%.0f bytes of RSS per idle connection, more than %d", per, bound)
 	}
 }
 

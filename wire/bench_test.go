@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 
@@ -34,6 +35,38 @@ func drain(b *testing.B, d *wire.Decoder) int {
 	}
 }
 
+// verifyStream decodes s as the benchmarks do, fed in pieces of read
+// bytes, and fails b unless it gives exactly frames payloads of
+// payloadSize bytes of 'x', and nothing buffered: the check of what the
+// timed loop decodes (the decoder is deterministic), made outside it.
+func verifyStream(b *testing.B, s []byte, read, payloadSize, frames int) {
+	b.Helper()
+	want := fill('x', payloadSize)
+	d := wire.NewDecoder(wire.MaxPayload)
+	n := 0
+	for rest := s; len(rest) > 0; {
+		k := min(read, len(rest))
+		d.Feed(rest[:k])
+		rest = rest[k:]
+		for {
+			p, ok, err := d.Next()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			if !bytes.Equal(p, want) {
+				b.Fatalf("frame %d: %d bytes %q..., want %d bytes of 'x'", n, len(p), p[:min(len(p), 8)], payloadSize)
+			}
+			n++
+		}
+	}
+	if n != frames || d.Buffered() != 0 {
+		b.Fatalf("decoded %d frames with %d bytes left, want %d and none", n, d.Buffered(), frames)
+	}
+}
+
 // A 64 KiB read is what the broker's loops read at once; 64-byte payloads
 // are small messages, where per-frame cost dominates.
 const (
@@ -53,6 +86,7 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*frames), "ns/frame")
+	verifyStream(b, s, len(s), benchPayload, frames)
 }
 
 // BenchmarkDecodeSplit feeds the same stream in reads that end inside
@@ -82,6 +116,7 @@ func BenchmarkDecodeSplit(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*frames), "ns/frame")
+			verifyStream(b, s, read, benchPayload, frames)
 		})
 	}
 }
@@ -95,6 +130,9 @@ func BenchmarkCopyBaseline(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		copy(dst, s)
+	}
+	if !bytes.Equal(dst, s) {
+		b.Fatal("the copy differs from the stream")
 	}
 }
 
@@ -110,6 +148,11 @@ func BenchmarkAppendFrame(b *testing.B) {
 				if buf, err = wire.AppendFrame(buf[:0], payload); err != nil {
 					b.Fatal(err)
 				}
+			}
+			// 0x01, the length big-endian, the payload, 0x17.
+			want := append([]byte{0x01, byte(size >> 8), byte(size)}, payload...)
+			if want = append(want, 0x17); !bytes.Equal(buf, want) {
+				b.Fatalf("AppendFrame made %d bytes %x..., want %d bytes %x...", len(buf), buf[:min(len(buf), 8)], len(want), want[:min(len(want), 8)])
 			}
 		})
 	}

@@ -247,6 +247,12 @@ var decoderErrorTests = []struct {
 		frames: [][]byte{[]byte("ab")}, err: wire.ErrBadStart, off: 6, b: 0x00,
 	},
 	{
+		// The offset counts every frame before, not only the last.
+		name:   "bad start after two frames",
+		stream: cat(frame([]byte("ab")), frame([]byte("cde")), []byte{0x02}),
+		frames: [][]byte{[]byte("ab"), []byte("cde")}, err: wire.ErrBadStart, off: 13, b: 0x02,
+	},
+	{
 		name:   "bad start after an empty frame",
 		stream: []byte{0x01, 0x00, 0x00, 0x17, 0x0D},
 		frames: [][]byte{{}}, err: wire.ErrBadStart, off: 4, b: 0x0D,
@@ -573,6 +579,54 @@ func TestDecoderGivesCarryBack(t *testing.T) {
 		}
 		if h := d.Held(); h != 0 {
 			t.Errorf("%s: after the frame: Held() = %d, want 0", tt.name, h)
+		}
+	}
+}
+
+// TestDecoderCarryClass: the carry buffer is the smallest of its sizes
+// (256 bytes, 4, 16 and 64 KiB + 4) that holds the whole frame, from the
+// moment the length is known, however the header arrived: exactly, at
+// each size's edge. (Held is what the broker counts against its memory
+// budget, so a buffer of the wrong class is a wrong count.)
+func TestDecoderCarryClass(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		payload int
+		pieces  []int // bytes of the frame in each feed; the frame stays incomplete
+		held    int
+	}{
+		{"a frame of 256 bytes fits the smallest", 252, []int{10}, 256},
+		{"one of 257 does not", 253, []int{10}, 4 << 10},
+		{"the header alone tells the size", 253, []int{3}, 4 << 10},
+		{"the start byte alone: the smallest", 253, []int{1}, 256},
+		{"the header completed later grows it", 253, []int{1, 2}, 4 << 10},
+		{"the header completed with payload", 253, []int{2, 5}, 4 << 10},
+		{"a frame of 4,096 bytes", 4092, []int{3}, 4 << 10},
+		{"one of 4,097", 4093, []int{3}, 16 << 10},
+		{"one of 16,385", 16381, []int{1, 2}, wire.MaxPayload + wire.Overhead},
+	} {
+		d := wire.NewDecoder(wire.MaxPayload)
+		s := frame(fill('c', tt.payload))
+		off := 0
+		for _, n := range tt.pieces {
+			d.Feed(s[off : off+n])
+			off += n
+			if p, ok, err := d.Next(); ok || err != nil {
+				t.Fatalf("%s: Next() = %q, %v, %v on an incomplete frame", tt.name, p, ok, err)
+			}
+		}
+		if h := d.Held(); h != tt.held {
+			t.Errorf("%s: Held() = %d, want %d", tt.name, h, tt.held)
+		}
+		d.Feed(s[off:])
+		if p, ok, err := d.Next(); !ok || err != nil || !bytes.Equal(p, fill('c', tt.payload)) {
+			t.Errorf("%s: the rest: Next() = %d bytes, %v, %v", tt.name, len(p), ok, err)
+		}
+		if h := d.Held(); h != 0 {
+			// The buffer goes back on the next call.
+			if _, ok, _ := d.Next(); ok || d.Held() != 0 {
+				t.Errorf("%s: Held() = %d after the frame", tt.name, d.Held())
+			}
 		}
 	}
 }

@@ -38,8 +38,8 @@ func benchEcho(b *testing.B, conns, inFlight int, perOp int64) {
 		Count: int64(b.N) * perOp,
 	})
 	b.StopTimer()
-	if err != nil || res.Errors != 0 {
-		b.Fatalf("Echo: %v; %v", err, res)
+	if want := int64(b.N) * perOp; err != nil || res.Errors != 0 || res.Messages != want {
+		b.Fatalf("Echo: %v; %v; want %d round trips", err, res, want)
 	}
 	b.ReportMetric(res.MsgPerSec, "msg/s")
 	reportLatency(b, res.Latency)
@@ -60,8 +60,8 @@ func BenchmarkFanout(b *testing.B) {
 		Count: int64(b.N) * perOp,
 	})
 	b.StopTimer()
-	if err != nil || res.Errors != 0 || res.Gaps != 0 || res.Lost != 0 {
-		b.Fatalf("Fanout: %v; %v", err, res)
+	if want := int64(b.N) * perOp; err != nil || res.Errors != 0 || res.Gaps != 0 || res.Lost != 0 || res.Sent != want || res.Deliveries != want*subscribers {
+		b.Fatalf("Fanout: %v; %v; want %d frames sent, %d delivered", err, res, want, want*subscribers)
 	}
 	b.ReportMetric(res.DeliveriesPerSec, "deliveries/s")
 	b.ReportMetric(res.MsgPerSec, "msg/s")

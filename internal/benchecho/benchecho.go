@@ -29,7 +29,8 @@ const Payload = 64
 // this whole process (server and load generator, cpu-ns/msg); otherwise
 // server is the process serving addr, and its CPU and this process's are
 // reported apart (server-cpu-ns/msg, client-cpu-ns/msg). A failed run or
-// any error counted by the load generator fails b.
+// any error counted by the load generator (a reply lost, corrupt or out
+// of order) fails b.
 func Run(b *testing.B, addr string, server *benchproc.Proc, conns, inFlight int, perOp int64) {
 	RunConnect(b, addr, loadgen.Connect{}, server, conns, inFlight, perOp)
 }
@@ -53,8 +54,11 @@ func RunConnect(b *testing.B, addr string, cn loadgen.Connect, server *benchproc
 	})
 	cpu := benchproc.SelfCPU() - cpu0
 	b.StopTimer()
-	if err != nil || res.Errors != 0 {
-		b.Fatalf("Echo: %v; %v", err, res)
+	// Every reply is checked by the load generator (its length, stamp,
+	// connection, sequence and every byte after them); a wrong one is an
+	// error, and a lost one leaves the round trips short of the count.
+	if want := int64(b.N) * perOp; err != nil || res.Errors != 0 || res.Messages != want {
+		b.Fatalf("Echo: %v; %v; want %d round trips", err, res, want)
 	}
 	b.ReportMetric(res.MsgPerSec, "msg/s")
 	perMsg := func(d time.Duration) float64 { return float64(d) / float64(res.Messages) }

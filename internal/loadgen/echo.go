@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -460,6 +461,13 @@ func (ec *echoConn) consume(data []byte) (int, error) {
 			r.errs.add("connection %d: reply of %d bytes, want %d", ec.id, len(p), r.cfg.PayloadSize)
 			continue
 		}
+		// The bytes after the stamp (and the connection and sequence)
+		// are the template's: a reply corrupted there is an error too.
+		if hdr := ec.headerLen(); !bytes.Equal(p[hdr:], r.template[wire.HeaderSize+hdr:wire.HeaderSize+len(p)]) {
+			r.errs.add("connection %d: reply %d corrupt after byte %d", ec.id, ec.recvSeq, hdr)
+			ec.recvSeq++
+			continue
+		}
 		if long {
 			if id := binary.BigEndian.Uint32(p[8:]); id != ec.id {
 				r.errs.add("connection %d: got the reply for connection %d", ec.id, id)
@@ -491,6 +499,15 @@ func (ec *echoConn) consume(data []byte) (int, error) {
 		ec.replies.Add(int64(len(ec.samples)))
 	}
 	return n, nil
+}
+
+// headerLen is how many bytes at the start of a payload send fills in;
+// the rest are the template's.
+func (ec *echoConn) headerLen() int {
+	if ec.run.cfg.PayloadSize >= echoHeader {
+		return echoHeader
+	}
+	return minEchoPayload
 }
 
 // fail ends the connection on its first error, counting the error unless

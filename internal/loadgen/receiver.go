@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -77,6 +78,12 @@ func (rc *receiver) consume(data []byte) error {
 		}
 		word := binary.BigEndian.Uint64(p[8:])
 		pub, seq := int(word>>48), int64(word&seqMask)
+		// The filler after the header is the template's: a frame
+		// corrupted there is an error, whatever its header says.
+		if !bytes.Equal(p[fanoutHeader:], r.template[wire.HeaderSize+fanoutHeader:wire.HeaderSize+len(p)]) {
+			r.errs.add("%s: publisher %d's frame %d corrupt after byte %d", rc.name(), pub, seq, fanoutHeader)
+			continue
+		}
 		switch {
 		case pub >= len(r.pubs):
 			r.errs.add("%s: received a frame from publisher %d of %d", rc.name(), pub, len(r.pubs))
