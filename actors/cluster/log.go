@@ -32,10 +32,9 @@ func (q quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 // routine are protoactor messages that are a warning or an error to it but
-// routine to a broker: its own provider stopping at shutdown, and the
-// connection to a member that left (logged as "cluster member left").
+// routine to a broker: the connection to a member that left (logged as
+// "cluster member left").
 var routine = map[string]bool{
-	"Automanaged server stopping..!": true,
 	"EndpointWriter lost connection": true,
 	"sendGossipForMember failed":     true,
 }

@@ -1,0 +1,486 @@
+package cluster
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pacluster "github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// State is where a node stands in its cluster.
+type State int32
+
+const (
+	// Joining: the node has not yet been admitted by every peer that
+	// answers it (it has just started, or is rejoining as a new member),
+	// or it does not know where it stands (it was itself stopped and has
+	// not heard from its peers since).
+	Joining State = iota
+	// OK: every peer that answers has admitted this node and sends it
+	// its broadcasts, this node sends them its own, and together they
+	// are more than half of the configured nodes. From the moment a node
+	// is OK, every frame published on any of them reaches its streams.
+	OK
+	// Isolated: fewer than half of the configured nodes, this one
+	// included, answer and admit it: it is cut off from most of its
+	// cluster. It serves its own clients, and keeps trying.
+	Isolated
+)
+
+func (s State) String() string {
+	switch s {
+	case Joining:
+		return "joining"
+	case OK:
+		return "ok"
+	case Isolated:
+		return "isolated"
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+// States are every State, for those who list them (a metric per state).
+var States = []State{Joining, OK, Isolated}
+
+// peerStatus is what a peer last answered.
+type peerStatus struct {
+	id      string // its member id
+	cluster string
+	at      time.Time // when
+	flags   uint64    // about this node's incarnation
+	group   []string  // its mutual group, sorted
+	kinds   []string
+	conns   int64
+	bye     bool // it said it is leaving
+}
+
+const (
+	// isolatedEvery is how often a node that stays cut off says so again.
+	isolatedEvery = 30 * time.Second
+	// minRound is the least time between two probe rounds.
+	minRound = 50 * time.Millisecond
+	// topoEvery: the members are handed to protoactor when they change,
+	// and at least this often (its block list may have changed them).
+	topoEvery = 10 * time.Second
+)
+
+// State reports where the node stands now. When the node has not weighed
+// its standing lately (its process was stopped, and the prober has not
+// run since), it is Joining: not known. "Lately" is shorter than DeadAfter,
+// so a node that the others may have dropped never reports a stale OK.
+func (n *Node) State() State {
+	if time.Since(time.Unix(0, n.evaluated.Load())) > n.cfg.DeadAfter/2+n.cfg.ProbeInterval/2 {
+		return Joining
+	}
+	return State(n.state.Load())
+}
+
+func (n *Node) probeNow() {
+	select {
+	case n.probe <- struct{}{}:
+	default:
+	}
+}
+
+// prober asks every peer, each ProbeInterval, how it stands, and weighs
+// the answers (evaluate): the members it reports to protoactor, the
+// node's State, and whether it must rejoin.
+func (n *Node) prober() {
+	defer n.workers.Done()
+	t := time.NewTicker(n.cfg.ProbeInterval)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		case <-n.probe:
+			// Something changed: ask now, but not more often than
+			// minRound, however much changes.
+			if d := minRound - time.Since(last); d > 0 {
+				select {
+				case <-n.stop:
+					return
+				case <-time.After(d):
+				}
+			}
+		}
+		now := time.Now()
+		if now.Sub(last) > n.cfg.DeadAfter/2 {
+			// This goroutine has not run for a while: the process was
+			// stopped, or starved. The peers' silence meanwhile says
+			// nothing about them; give them time to answer before they
+			// are dropped.
+			n.mu.Lock()
+			n.graceUntil = now.Add(n.cfg.DeadAfter)
+			n.mu.Unlock()
+			n.log.Debug("cluster: the prober did not run for a while; the peers get time to answer", "for", now.Sub(last))
+		}
+		last = now
+		n.round(now)
+	}
+}
+
+// round sends every peer this node's view of it, and weighs what the
+// peers' views say so far.
+func (n *Node) round(now time.Time) {
+	n.mu.Lock()
+	inc := n.inc
+	if inc == nil || !inc.up.Load() {
+		n.mu.Unlock()
+		return
+	}
+	targets := slices.Clone(n.peerAddrs)
+	for _, m := range n.members {
+		if a := m.Address(); m.Id != inc.id && !slices.Contains(targets, a) {
+			targets = append(targets, a)
+		}
+	}
+	// A peer that has not been heard from lately is sent to only once it
+	// accepts a connection: protoactor's endpoint writer, failing to
+	// connect, sleeps and holds everything for that address meanwhile,
+	// so a node that comes up would wait out those sleeps before it heard
+	// from this one.
+	var quiet []string
+	for a, st := range n.status {
+		// Views from addresses no longer sent to go once stale.
+		if !slices.Contains(targets, a) && now.Sub(st.at) > n.cfg.DeadAfter {
+			delete(n.status, a)
+		}
+	}
+	for _, a := range targets {
+		if st := n.status[a]; st == nil || now.Sub(st.at) > 2*n.cfg.ProbeInterval {
+			quiet = append(quiet, a)
+		}
+	}
+	n.mu.Unlock()
+	down := unreachable(quiet, min(n.cfg.ProbeInterval/2, 250*time.Millisecond))
+	for _, a := range targets {
+		if !down[a] {
+			inc.send(actor.NewPID(a, memberName), &wrapperspb.BytesValue{Value: n.view(inc, a, now).marshal()}, inc.member)
+		}
+	}
+	n.evaluate(inc, now)
+}
+
+// view is what this node tells the peer at addr: who it is, and what it
+// makes of the peer's member id as it last heard it.
+func (n *Node) view(inc *incarnation, addr string, now time.Time) *probe {
+	conns := int64(-1)
+	if n.cfg.Conns != nil {
+		conns = int64(n.cfg.Conns())
+	}
+	v := &probe{kind: probeView, cluster: n.cfg.Name, id: inc.id, addr: n.advertise, kinds: inc.kinds(), conns: conns}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	v.group = n.groupLocked(now)
+	st := n.status[addr]
+	if st == nil || st.id == "" {
+		return v
+	}
+	v.about = st.id
+	if inc.blocked(st.id) {
+		v.flags |= flagBlocked
+	}
+	if q := n.peers[st.id]; q != nil && q.addr == addr {
+		v.flags |= flagMember
+		// Sending, and not about to drop it: it was heard from lately.
+		if q.admitted && now.Sub(st.at) < n.cfg.DeadAfter/2 {
+			v.flags |= flagSending
+		}
+	}
+	return v
+}
+
+// unreachable dials every address, all at once, and returns those that
+// did not accept a connection within timeout.
+func unreachable(addrs []string, timeout time.Duration) map[string]bool {
+	if len(addrs) == 0 {
+		return nil
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		down = map[string]bool{}
+	)
+	for _, a := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", a, timeout)
+			if err != nil {
+				mu.Lock()
+				down[a] = true
+				mu.Unlock()
+				return
+			}
+			c.Close()
+		}()
+	}
+	wg.Wait()
+	return down
+}
+
+// fresh reports whether st is a current answer from a member of this
+// node's cluster; n.mu is held.
+func (n *Node) fresh(st *peerStatus, now time.Time) bool {
+	return st != nil && !st.bye && st.cluster == n.cfg.Name && now.Sub(st.at) < n.cfg.DeadAfter
+}
+
+// groupLocked is this node's mutual group: itself and the peers that
+// answer, that it has as members and that have it as a member, by
+// address, sorted; n.mu is held.
+func (n *Node) groupLocked(now time.Time) []string {
+	g := []string{n.advertise}
+	for a, st := range n.status {
+		if !n.fresh(st, now) || st.flags&flagMember == 0 || st.flags&flagBlocked != 0 {
+			continue
+		}
+		if p := n.peers[st.id]; p != nil && p.addr == a {
+			g = append(g, a)
+		}
+	}
+	slices.Sort(g)
+	return g
+}
+
+// evaluate weighs the peers' answers: it hands the members to protoactor
+// (the default provider), works out the node's State, and decides whether
+// the node must rejoin.
+//
+// Rejoining: protoactor puts the member id of a member that left on a
+// block list for good, so a node that the others dropped (it was stopped,
+// or cut off, longer than DeadAfter) is never admitted again under that
+// id, even though it is back; it must join again as a new member. A node
+// does so when a peer that answers has blocked its id, and either it has
+// not blocked that peer's (the others lost it, it did not lose them: it
+// is the one that was away), or it did, both sides losing each other in a
+// partition, and the peer's group is the larger (on a tie, the group with
+// the lowest address stays). So after a partition the smaller side
+// rejoins, and the larger carries on undisturbed.
+func (n *Node) evaluate(inc *incarnation, now time.Time) {
+	n.mu.Lock()
+	if n.inc != inc {
+		n.mu.Unlock()
+		return
+	}
+	var members []*pacluster.Member
+	if n.cfg.Provider == nil {
+		members = append(members, memberOf(inc.id, n.advertise, inc.kinds()))
+		for a, st := range n.status {
+			if st.bye || st.cluster != n.cfg.Name || st.id == "" {
+				continue
+			}
+			if now.Sub(st.at) < n.cfg.DeadAfter || now.Before(n.graceUntil) {
+				members = append(members, memberOf(st.id, a, st.kinds))
+			}
+		}
+	}
+	answering, sending := 0, 0
+	group := n.groupLocked(now)
+	why := ""
+	for a, st := range n.status {
+		if !n.fresh(st, now) {
+			continue
+		}
+		answering++
+		if st.flags&flagBlocked != 0 {
+			if why == "" && now.Sub(inc.started) > 2*n.cfg.ProbeInterval {
+				why = rejoinReason(inc, a, st, group)
+			}
+			continue
+		}
+		if p := n.peers[st.id]; st.flags&flagSending != 0 && p != nil && p.addr == a && p.admitted {
+			sending++
+		}
+	}
+	// The node is with the members of its mutual group; it is OK once
+	// every peer that answers also sends to it, and stays OK while others
+	// join, as long as its group is most of the configured nodes.
+	size := len(group)
+	majority := n.nodes/2 + 1
+	var state State
+	switch {
+	case why != "":
+		state = Joining
+	case size >= majority && (sending == answering || inc.wasOK):
+		state = OK
+	case size < majority && (inc.wasOK || now.Sub(inc.started) > n.cfg.DeadAfter):
+		state = Isolated
+	default:
+		state = Joining
+	}
+	prev := State(n.state.Swap(int32(state)))
+	n.evaluated.Store(now.UnixNano())
+	firstOK := state == OK && !inc.wasOK
+	if state == OK {
+		inc.wasOK = true
+	}
+	cutAt := n.cutAt
+	if prev == OK && state != OK {
+		n.cutAt = now
+	}
+	logIsolated := state == Isolated && (prev != Isolated || now.Sub(n.isolatedLog) >= isolatedEvery)
+	if logIsolated {
+		n.isolatedLog = now
+	}
+	n.mu.Unlock()
+
+	if members != nil {
+		key := membersKey(members)
+		if key != n.lastTopo || now.Sub(n.lastTopoAt) >= topoEvery {
+			n.lastTopo, n.lastTopoAt = key, now
+			inc.mu.RLock()
+			if !inc.retired {
+				inc.cl.MemberList.UpdateClusterTopology(members)
+			}
+			inc.mu.RUnlock()
+		}
+	}
+	switch {
+	case firstOK && !n.everJoined.Swap(true):
+		n.log.Info("cluster joined", "id", inc.id, "members", size, "took", now.Sub(n.started).Round(time.Millisecond))
+	case state == OK && prev != OK:
+		n.log.Info("cluster: back in the cluster", "id", inc.id, "members", size, "cut_off_for", now.Sub(cutAt).Round(time.Millisecond))
+	case logIsolated:
+		n.log.Warn("cluster: cut off from most of the cluster; this node's clients get only its own broadcasts",
+			"reachable", size, "nodes", n.nodes, "id", inc.id)
+	}
+	if why != "" {
+		select {
+		case n.rejoin <- why:
+			n.log.Warn("cluster: the cluster no longer admits this node; rejoining as a new member", "id", inc.id, "reason", why)
+		default:
+		}
+	}
+}
+
+// membersKey identifies a member list, in any order.
+func membersKey(ms []*pacluster.Member) string {
+	keys := make([]string, len(ms))
+	for i, m := range ms {
+		keys[i] = m.Id + "@" + m.Address()
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, ",")
+}
+
+// rejoinReason says why inc must rejoin, having been blocked by the
+// peer at addr, or "" when it need not; see evaluate.
+func rejoinReason(inc *incarnation, addr string, st *peerStatus, group []string) string {
+	if !inc.blocked(st.id) {
+		return fmt.Sprintf("%s dropped this node, which never lost it (this node was stopped or cut off)", addr)
+	}
+	theirs := st.group
+	if len(theirs) > len(group) || (len(theirs) == len(group) && len(theirs) > 0 && theirs[0] < group[0]) {
+		return fmt.Sprintf("after a partition, %s is with %d nodes, this node with %d", addr, len(theirs), len(group))
+	}
+	return ""
+}
+
+// onProbe is the member actor of inc: it takes the peers' views, and
+// their goodbyes.
+func (n *Node) onProbe(inc *incarnation, ctx actor.Context) {
+	m, ok := ctx.Message().(*wrapperspb.BytesValue)
+	if !ok {
+		return
+	}
+	var p probe
+	if err := p.unmarshal(m.Value); err != nil {
+		n.refuse(ctx.Sender(), "malformed membership message")
+		return
+	}
+	switch p.kind {
+	case probeView:
+		n.onView(inc, ctx.Sender(), &p)
+	case probeBye:
+		n.onBye(inc, ctx.Sender(), &p)
+	}
+}
+
+// knownLocked reports whether addr is a configured peer or a member's
+// address; n.mu is held. Nodes heed only those.
+func (n *Node) knownLocked(addr string) bool {
+	if slices.Contains(n.peerAddrs, addr) {
+		return true
+	}
+	for _, m := range n.members {
+		if m.Address() == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// onView records a peer's view. What it says about this node counts only
+// if it is about this incarnation: a peer that has not heard of it yet
+// has not admitted it.
+func (n *Node) onView(inc *incarnation, from *actor.PID, p *probe) {
+	n.mu.Lock()
+	if n.inc != inc {
+		n.mu.Unlock()
+		return
+	}
+	if !n.knownLocked(p.addr) {
+		n.mu.Unlock()
+		n.refuse(from, "membership message from a node that is not a peer of this cluster")
+		return
+	}
+	if p.about != inc.id {
+		p.flags = 0
+	}
+	st := n.status[p.addr]
+	if st == nil {
+		st = &peerStatus{}
+		n.status[p.addr] = st
+	}
+	other := p.cluster != n.cfg.Name && st.cluster != p.cluster
+	news := st.id != p.id || st.flags != p.flags || st.bye
+	slices.Sort(p.group)
+	*st = peerStatus{id: p.id, cluster: p.cluster, at: time.Now(), flags: p.flags, group: p.group, kinds: p.kinds, conns: p.conns}
+	if p.cluster == n.cfg.Name {
+		for id, q := range n.peers {
+			if q.addr == p.addr && id != p.id {
+				// A new member id speaks from its address: the
+				// incarnation this node knew there is gone.
+				n.setAdmitted(id, q.addr, false)
+			}
+		}
+		n.setAdmitted(p.id, p.addr, p.flags&flagMember != 0 && p.flags&flagBlocked == 0)
+	}
+	n.mu.Unlock()
+	n.wake()
+	if news {
+		// Tell it what this node makes of it now, rather than at the
+		// next round.
+		n.probeNow()
+	}
+	if other {
+		n.log.Warn("cluster: a peer belongs to another cluster; it is not a member", "peer", p.addr, "its_cluster", p.cluster)
+	}
+}
+
+func (n *Node) onBye(inc *incarnation, from *actor.PID, p *probe) {
+	n.mu.Lock()
+	if n.inc != inc || p.cluster != n.cfg.Name || !n.knownLocked(p.addr) {
+		n.mu.Unlock()
+		n.refuse(from, "membership message from a node that is not a peer of this cluster")
+		return
+	}
+	if st := n.status[p.addr]; st != nil && st.id == p.id {
+		st.bye = true
+	}
+	n.setAdmitted(p.id, p.addr, false)
+	n.mu.Unlock()
+	if from != nil {
+		inc.send(from, &wrapperspb.BoolValue{Value: true}, nil)
+	}
+	n.probeNow()
+}
