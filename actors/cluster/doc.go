@@ -115,6 +115,19 @@
 // last it saw from that node, so there are no duplicates. A node does not
 // send to itself.
 //
+// # TLS
+//
+// With Config.TLS, every connection between nodes, membership and
+// broadcasts alike, is mutual TLS (1.3): a node presents its certificate
+// whichever side dials, and accepts only a peer whose certificate chains
+// to the cluster's CA; the node it dials must also be named by its
+// certificate. A node without such a certificate cannot connect, so it
+// can neither join, nor send, nor receive. Without TLS, a receiver still
+// takes batches only from current members, but a member is recognised by
+// its address and member id alone, which anyone on the network path can
+// learn and claim; so TLS is for any network but loopback, and a node
+// without it on another address says so at start.
+//
 // # Concurrency
 //
 // A Node is safe for concurrent use. Its goroutines (the sender, the

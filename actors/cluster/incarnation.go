@@ -149,6 +149,10 @@ func (n *Node) incarnate() (inc *incarnation, err error) {
 	}
 	var dialCreds credentials.TransportCredentials = insecure.NewCredentials()
 	var serverOpts []grpc.ServerOption
+	if n.cfg.TLS != nil {
+		dialCreds = creds{n.cfg.TLS}
+		serverOpts = append(serverOpts, grpc.Creds(creds{n.cfg.TLS}))
+	}
 	rcfg := remote.Configure(host, port,
 		// Advertise exactly cfg.Advertise, so that this node's PIDs,
 		// known before remote starts, are the ones its peers see.
@@ -324,7 +328,7 @@ func (n *Node) bye(inc *incarnation) {
 // ClusterProvider): the members of inc's cluster are this node and the
 // peers that answer its probes (see prober), over the remote itself, so
 // membership needs no port, server or service of its own and travels
-// on the same connections as the broadcasts.
+// on the same connections, under the same TLS, as the broadcasts.
 type ownProvider struct {
 	inc *incarnation
 }

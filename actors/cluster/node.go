@@ -45,6 +45,10 @@ type Config struct {
 	// clusterproviders); it is started again, with a new cluster, each
 	// time the node rejoins.
 	Provider pacluster.ClusterProvider
+	// TLS, when set, makes every connection between nodes mutual TLS: a
+	// node presents its certificate and accepts only peers whose
+	// certificates chain to the CA. Default nil: plaintext.
+	TLS *TLS
 	// Logger receives membership changes and drops; protoactor's own logs
 	// come one level lower (Info becomes Debug, Error becomes Warn) and
 	// repeats of one message at most every 10s. Default slog.Default().
@@ -284,7 +288,10 @@ func Start(cfg Config, deliver func(origin uint64, payload []byte)) (*Node, erro
 		left:      make(chan struct{}),
 	}
 	n.state.Store(int32(Joining))
-	n.log.Info("cluster node starting", "addr", cfg.Addr, "peers", cfg.Peers)
+	n.log.Info("cluster node starting", "addr", cfg.Addr, "peers", cfg.Peers, "tls", cfg.TLS != nil)
+	if cfg.TLS == nil && (!loopback(cfg.Addr) || !loopback(cfg.Advertise)) {
+		n.log.Warn("cluster: traffic between nodes is plaintext on a non-loopback address: anyone who can reach it can read the broadcasts and pose as a node; set --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca", "addr", cfg.Addr, "advertise", cfg.Advertise)
+	}
 	n.workers.Add(2)
 	go n.sender()
 	go n.prober()
@@ -307,6 +314,17 @@ func checkAddr(what, addr string) error {
 		return fmt.Errorf("cluster: %s %q: the host must be one the peers can reach, not a wildcard", what, addr)
 	}
 	return nil
+}
+
+// loopback reports whether addr's host is a loopback address, or a name
+// that can only mean one.
+func loopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func probeListen(addr string) error {

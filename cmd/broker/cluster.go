@@ -2,12 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/hydrogen-mq/hydrogen/actors/cluster"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +24,9 @@ type clusterFlags struct {
 	addr      string
 	advertise string
 	peers     string
+	tlsCert   string
+	tlsKey    string
+	tlsCA     string
 }
 
 func (f *clusterFlags) register(fs *flag.FlagSet) {
@@ -26,15 +34,19 @@ func (f *clusterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "cluster-addr", "", "`HOST:PORT` this node listens on for the other nodes (protoactor remote: broadcasts and membership) and is reached at")
 	fs.StringVar(&f.advertise, "cluster-advertise", "", "`HOST:PORT` the other nodes reach this one at, when not --cluster-addr (a NAT or proxy in between)")
 	fs.StringVar(&f.peers, "peers", "", "the nodes' cluster addresses, `HOST:PORT,...`; this node's own may be listed")
+	fs.StringVar(&f.tlsCert, "cluster-tls-cert", "", "PEM `file` of this node's certificate, for mutual TLS between nodes (with --cluster-tls-key and --cluster-tls-ca); re-read on SIGHUP")
+	fs.StringVar(&f.tlsKey, "cluster-tls-key", "", "PEM `file` of the private key of --cluster-tls-cert")
+	fs.StringVar(&f.tlsCA, "cluster-tls-ca", "", "PEM `file` of the CA that signs every node's certificate; only nodes it signed may join, send or receive")
 }
 
 // config checks the cluster flags and returns the cluster configuration,
 // or nil when --cluster is not set.
 func (f *clusterFlags) config() (*cluster.Config, error) {
 	name, addr, peers := f.name, f.addr, f.peers
+	tlsSet := f.tlsCert != "" || f.tlsKey != "" || f.tlsCA != ""
 	if name == "" {
-		if addr != "" || peers != "" || f.advertise != "" {
-			return nil, fmt.Errorf("--cluster-addr, --cluster-advertise and --peers need --cluster NAME")
+		if addr != "" || peers != "" || f.advertise != "" || tlsSet {
+			return nil, fmt.Errorf("--cluster-addr, --cluster-advertise, --peers and --cluster-tls-* need --cluster NAME")
 		}
 		return nil, nil
 	}
@@ -64,7 +76,70 @@ func (f *clusterFlags) config() (*cluster.Config, error) {
 		}
 		c.Peers = append(c.Peers, p)
 	}
+	if tlsSet {
+		t, err := f.loadTLS()
+		if err != nil {
+			return nil, err
+		}
+		c.TLS = t
+	}
 	return c, nil
+}
+
+// loadTLS reads the three TLS files, and names the flag of the one that
+// is missing or wrong.
+func (f *clusterFlags) loadTLS() (*cluster.TLS, error) {
+	var missing []string
+	for _, x := range []struct{ flag, v string }{{"--cluster-tls-cert", f.tlsCert}, {"--cluster-tls-key", f.tlsKey}, {"--cluster-tls-ca", f.tlsCA}} {
+		if x.v == "" {
+			missing = append(missing, x.flag)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("mutual TLS between nodes needs all of --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca; missing %s", strings.Join(missing, ", "))
+	}
+	t, err := cluster.LoadTLS(f.tlsCert, f.tlsKey, f.tlsCA)
+	switch {
+	case err == nil:
+		return t, nil
+	case errors.Is(err, cluster.ErrTLSCert):
+		return nil, fmt.Errorf("--cluster-tls-cert %s: %v", f.tlsCert, err)
+	case errors.Is(err, cluster.ErrTLSKey):
+		return nil, fmt.Errorf("--cluster-tls-key %s: %v", f.tlsKey, err)
+	case errors.Is(err, cluster.ErrTLSCA):
+		return nil, fmt.Errorf("--cluster-tls-ca %s: %v", f.tlsCA, err)
+	}
+	return nil, err
+}
+
+// reloadTLSOnHUP re-reads t's files on every SIGHUP until the returned
+// stop is called (which waits for its goroutine). Files that do not fit
+// are reported and the previous ones kept.
+func reloadTLSOnHUP(t *cluster.TLS, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-hup:
+			}
+			if err := t.Reload(); err != nil {
+				log.Error("cluster: SIGHUP: the TLS files do not fit; keeping the previous ones", "err", err)
+				continue
+			}
+			c := t.Certificate()
+			log.Info("cluster: SIGHUP: TLS files re-read", "subject", c.Subject.String(), "serial", c.SerialNumber.String(), "not_after", c.NotAfter)
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(quit)
+		<-done
+	}
 }
 
 // clusterAddr checks one node's cluster address: a host the others can

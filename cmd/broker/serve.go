@@ -75,6 +75,8 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 		fmt.Fprintln(w, "With --cluster NAME --cluster-addr HOST:PORT --peers HOST:PORT,... it joins a")
 		fmt.Fprintln(w, "cluster of brokers (protoactor-go's; members found by probing the peers over")
 		fmt.Fprintln(w, "the cluster port): a broadcast on any node reaches the streams of every node.")
+		fmt.Fprintln(w, "--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca make the traffic")
+		fmt.Fprintln(w, "between nodes mutual TLS; SIGHUP re-reads the files.")
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Flags:")
 		fs.PrintDefaults()
@@ -184,6 +186,9 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		return exitError
 	}
 	b.HandlePerStream(app, broker.OnEventLoop())
+	if clusterCfg != nil && clusterCfg.TLS != nil {
+		defer reloadTLSOnHUP(clusterCfg.TLS, log)()
+	}
 
 	signals := make(chan os.Signal, 2)
 	stopSignals := notify(signals)
