@@ -28,12 +28,12 @@
 // admitted again under its id, and would stay cut off. A Node therefore
 // runs its membership as an incarnation: an actor system, remote,
 // protoactor cluster and member id of its own, apart from the broker's
-// actor system. When a peer's view says it has blocked this node's id, and
-// either this node never lost that peer (so this node was the one away) or,
-// both having lost each other in a partition, the peer's group is the
-// larger (the group with the lowest address wins a tie), the node retires
-// its incarnation and starts another on the same address with a new member
-// id, which every peer admits. The broker, its clients, Publish and the
+// actor system. When a node hears a peer again and one of the two has
+// blocked the other's id, the one that was itself stopped (it knows: its
+// prober did not run, and it says so), else the one with the smaller
+// mutual group (on a tie, the group with the higher lowest address),
+// retires its incarnation and starts another on the same address with a
+// new member id, which every peer admits. The broker, its clients, Publish and the
 // counters carry on across incarnations; only broadcasts published while
 // the node is cut off are lost, and counted. A node whose own prober did
 // not run for a while (its process was stopped) gives its peers DeadAfter

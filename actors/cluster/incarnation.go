@@ -172,14 +172,22 @@ func (n *Node) incarnate() (inc *incarnation, err error) {
 		pacluster.WithHeartbeatExpiration(heartbeatExpiration))
 	pcfg.GossipInterval = gossipInterval
 	inc.cl = pacluster.New(sys, pcfg)
+	// Subscribed before the remote starts, so that this handler sees the
+	// remote's endpoint events before its endpoint manager does.
 	topoSub := sys.EventStream.Subscribe(func(evt any) {
-		if t, ok := evt.(*pacluster.ClusterTopology); ok {
-			n.topology(inc, t)
+		switch e := evt.(type) {
+		case *pacluster.ClusterTopology:
+			n.topology(inc, e)
+		case *remote.EndpointTerminatedEvent:
+			n.endpointTerminated(e)
+		case *remote.EndpointConnectedEvent:
+			n.endpointConnected(e)
 		}
 	})
 	n.mu.Lock()
 	n.inc = inc
 	clear(n.status)
+	clear(n.reached)
 	n.mu.Unlock()
 	if err := startMember(inc.cl); err != nil {
 		sys.EventStream.Unsubscribe(topoSub)

@@ -41,7 +41,7 @@ var routine = map[string]bool{
 
 func (q quietHandler) Handle(ctx context.Context, rec slog.Record) error {
 	rec.Level = lower(rec.Level)
-	if routine[rec.Message] {
+	if routine[rec.Message] || aboutNeutered(rec) {
 		rec.Level = slog.LevelDebug
 		if !q.h.Enabled(ctx, rec.Level) {
 			return nil
@@ -51,6 +51,18 @@ func (q quietHandler) Handle(ctx context.Context, rec slog.Record) error {
 		return nil
 	}
 	return q.h.Handle(ctx, rec)
+}
+
+// aboutNeutered reports whether rec is about the connection that the node
+// points protoactor at instead of one it must not open (see neutered):
+// failing is what it is for.
+func aboutNeutered(rec slog.Record) bool {
+	found := false
+	rec.Attrs(func(a slog.Attr) bool {
+		found = a.Key == "address" && a.Value.String() == neutered
+		return !found
+	})
+	return found
 }
 
 func (q quietHandler) WithAttrs(a []slog.Attr) slog.Handler {

@@ -155,6 +155,12 @@ func (n *Node) round(now time.Time) {
 			delete(n.status, a)
 		}
 	}
+	for a, until := range n.quiet {
+		if !now.Before(until) {
+			delete(n.quiet, a)
+		}
+	}
+	targets = slices.DeleteFunc(targets, func(a string) bool { _, q := n.quiet[a]; return q })
 	for _, a := range targets {
 		if st := n.status[a]; st == nil || now.Sub(st.at) > 2*n.cfg.ProbeInterval {
 			quiet = append(quiet, a)
@@ -162,16 +168,24 @@ func (n *Node) round(now time.Time) {
 	}
 	n.mu.Unlock()
 	down := unreachable(quiet, min(n.cfg.ProbeInterval/2, 250*time.Millisecond))
-	for _, a := range targets {
+	n.mu.Lock()
+	for _, a := range quiet {
 		if !down[a] {
-			inc.send(actor.NewPID(a, memberName), &wrapperspb.BytesValue{Value: n.view(inc, a, now).marshal()}, inc.member)
+			n.reached[a] = now
+		}
+	}
+	n.mu.Unlock()
+	for _, a := range targets {
+		if v := n.view(inc, a, now); v != nil && !down[a] {
+			inc.send(actor.NewPID(a, memberName), &wrapperspb.BytesValue{Value: v.marshal()}, inc.member)
 		}
 	}
 	n.evaluate(inc, now)
 }
 
 // view is what this node tells the peer at addr: who it is, and what it
-// makes of the peer's member id as it last heard it.
+// makes of the peer's member id as it last heard it; nil while the
+// address is quiet (a member there has just left, see quietFor).
 func (n *Node) view(inc *incarnation, addr string, now time.Time) *probe {
 	conns := int64(-1)
 	if n.cfg.Conns != nil {
@@ -180,7 +194,13 @@ func (n *Node) view(inc *incarnation, addr string, now time.Time) *probe {
 	v := &probe{kind: probeView, cluster: n.cfg.Name, id: inc.id, addr: n.advertise, kinds: inc.kinds(), conns: conns}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if until, q := n.quiet[addr]; q && time.Now().Before(until) {
+		return nil
+	}
 	v.group = n.groupLocked(now)
+	if now.Before(n.graceUntil) {
+		v.flags |= flagAway
+	}
 	st := n.status[addr]
 	if st == nil || st.id == "" {
 		return v
@@ -258,13 +278,16 @@ func (n *Node) groupLocked(now time.Time) []string {
 // Rejoining: protoactor puts the member id of a member that left on a
 // block list for good, so a node that the others dropped (it was stopped,
 // or cut off, longer than DeadAfter) is never admitted again under that
-// id, even though it is back; it must join again as a new member. A node
-// does so when a peer that answers has blocked its id, and either it has
-// not blocked that peer's (the others lost it, it did not lose them: it
-// is the one that was away), or it did, both sides losing each other in a
-// partition, and the peer's group is the larger (on a tie, the group with
-// the lowest address stays). So after a partition the smaller side
-// rejoins, and the larger carries on undisturbed.
+// id, even though it is back; one side must join again as a new member,
+// whose id nobody has blocked. When a node hears a peer again and one of
+// them has blocked the other, the one that was itself stopped rejoins
+// (it knows, and says so in its views); otherwise the one whose mutual
+// group is the smaller, on a tie the one whose group's lowest address is
+// the higher. Both sides weigh the same facts, so exactly one does: after
+// a stall or a partition the node or minority that was away rejoins, and
+// the rest carries on undisturbed. A cut in one direction only (a node
+// that hears nobody, while the others hear it) is the same: the deaf node
+// drops the others, and rejoins once it hears them again.
 func (n *Node) evaluate(inc *incarnation, now time.Time) {
 	n.mu.Lock()
 	if n.inc != inc {
@@ -278,6 +301,15 @@ func (n *Node) evaluate(inc *incarnation, now time.Time) {
 			if st.bye || st.cluster != n.cfg.Name || st.id == "" {
 				continue
 			}
+			if n.replacedLocked(a, st.id) {
+				// A new member id at an address: the old one leaves
+				// first, and the new one joins once the address is
+				// quiet no more (see quietFor).
+				continue
+			}
+			if _, q := n.quiet[a]; q && !n.memberLocked(a, st.id) {
+				continue
+			}
 			if now.Sub(st.at) < n.cfg.DeadAfter || now.Before(n.graceUntil) {
 				members = append(members, memberOf(st.id, a, st.kinds))
 			}
@@ -285,20 +317,32 @@ func (n *Node) evaluate(inc *incarnation, now time.Time) {
 	}
 	answering, sending := 0, 0
 	group := n.groupLocked(now)
+	away := now.Before(n.graceUntil)
 	why := ""
 	for a, st := range n.status {
 		if !n.fresh(st, now) {
 			continue
 		}
 		answering++
-		if st.flags&flagBlocked != 0 {
+		if st.flags&flagBlocked != 0 || inc.blocked(st.id) {
 			if why == "" && now.Sub(inc.started) > 2*n.cfg.ProbeInterval {
-				why = rejoinReason(inc, a, st, group)
+				why = rejoinReason(a, st, group, away)
 			}
 			continue
 		}
 		if p := n.peers[st.id]; st.flags&flagSending != 0 && p != nil && p.addr == a && p.admitted {
 			sending++
+		}
+	}
+	// A configured peer that accepts connections but has not been heard
+	// from yet is waited for, DeadAfter at most (a stopped process
+	// accepts connections too): its views may be on their way.
+	waiting := 0
+	if now.Sub(inc.started) < n.cfg.DeadAfter {
+		for _, a := range n.peerAddrs {
+			if r, ok := n.reached[a]; ok && now.Sub(r) < 2*n.cfg.ProbeInterval && !n.fresh(n.status[a], now) {
+				waiting++
+			}
 		}
 	}
 	// The node is with the members of its mutual group; it is OK once
@@ -310,7 +354,7 @@ func (n *Node) evaluate(inc *incarnation, now time.Time) {
 	switch {
 	case why != "":
 		state = Joining
-	case size >= majority && (sending == answering || inc.wasOK):
+	case size >= majority && ((sending == answering && waiting == 0) || inc.wasOK):
 		state = OK
 	case size < majority && (inc.wasOK || now.Sub(inc.started) > n.cfg.DeadAfter):
 		state = Isolated
@@ -362,6 +406,28 @@ func (n *Node) evaluate(inc *incarnation, now time.Time) {
 	}
 }
 
+// replacedLocked reports whether protoactor's member at addr has another
+// id than id; n.mu is held.
+func (n *Node) replacedLocked(addr, id string) bool {
+	for _, m := range n.members {
+		if m.Address() == addr && m.Id != id {
+			return true
+		}
+	}
+	return false
+}
+
+// memberLocked reports whether id, at addr, is in protoactor's member
+// list; n.mu is held.
+func (n *Node) memberLocked(addr, id string) bool {
+	for _, m := range n.members {
+		if m.Address() == addr && m.Id == id {
+			return true
+		}
+	}
+	return false
+}
+
 // membersKey identifies a member list, in any order.
 func membersKey(ms []*pacluster.Member) string {
 	keys := make([]string, len(ms))
@@ -372,15 +438,23 @@ func membersKey(ms []*pacluster.Member) string {
 	return strings.Join(keys, ",")
 }
 
-// rejoinReason says why inc must rejoin, having been blocked by the
-// peer at addr, or "" when it need not; see evaluate.
-func rejoinReason(inc *incarnation, addr string, st *peerStatus, group []string) string {
-	if !inc.blocked(st.id) {
-		return fmt.Sprintf("%s dropped this node, which never lost it (this node was stopped or cut off)", addr)
+// rejoinReason says why this node must rejoin, being at odds with the
+// peer at addr (one has blocked the other's member id, so neither admits
+// the other again), or "" when it is the peer's to do; see evaluate. The
+// one that was itself stopped rejoins; else the one with the smaller
+// mutual group; on a tie, the one whose group's lowest address is the
+// higher.
+func rejoinReason(addr string, st *peerStatus, group []string, away bool) string {
+	theirAway := st.flags&flagAway != 0
+	switch {
+	case away && !theirAway:
+		return fmt.Sprintf("this node was stopped, and %s no longer admits it", addr)
+	case theirAway && !away:
+		return ""
 	}
 	theirs := st.group
 	if len(theirs) > len(group) || (len(theirs) == len(group) && len(theirs) > 0 && theirs[0] < group[0]) {
-		return fmt.Sprintf("after a partition, %s is with %d nodes, this node with %d", addr, len(theirs), len(group))
+		return fmt.Sprintf("cut off: %s is with %d nodes, this node with %d, and they no longer admit each other", addr, len(theirs), len(group))
 	}
 	return ""
 }
@@ -434,7 +508,7 @@ func (n *Node) onView(inc *incarnation, from *actor.PID, p *probe) {
 		return
 	}
 	if p.about != inc.id {
-		p.flags = 0
+		p.flags &= flagAway
 	}
 	st := n.status[p.addr]
 	if st == nil {

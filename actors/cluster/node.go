@@ -16,6 +16,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pacluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -95,6 +96,21 @@ const (
 	// incarnation of the same process, or a short partition) is still
 	// checked for gaps and duplicates against what it sent before.
 	forgetAfter = 10 * time.Minute
+	// quietFor: when protoactor drops its connection to an address (the
+	// member there left, by address, whoever is there now; or the
+	// connection failed), the dropped connection's reader, closing, has
+	// the next connection to that address dropped too; and a connection
+	// dropped while it was still being made, once made, opens the next.
+	// Every message to the address meanwhile is lost with them: a new
+	// incarnation there would miss its first batches, or never join. So
+	// for quietFor after a connection to an address is dropped the node
+	// sends nothing there (views, batches and acks wait), and keeps
+	// protoactor from opening one (see endpointConnected); the chain dies
+	// out.
+	quietFor = 250 * time.Millisecond
+	// neutered is the address protoactor is pointed at instead when it
+	// would open a connection to a quiet address: it refuses at once.
+	neutered = "127.0.0.1:0"
 )
 
 // ErrFull is returned by Publish when the frame was dropped because the
@@ -157,7 +173,11 @@ type Node struct {
 	peers       map[string]*peer // by member id
 	sendable    int              // peers that admitted this node: Publish's destinations
 	members     []*pacluster.Member
-	status      map[string]*peerStatus // by cluster address: their last answers
+	status      map[string]*peerStatus // by cluster address: their last views
+	reached     map[string]time.Time   // by cluster address: when it last accepted a connection
+	quiet       map[string]time.Time   // by cluster address: a connection there was dropped; nothing is sent there until then
+	acks        map[string]*pendingAck // by receiver pid: batches taken, not yet acknowledged (its address was quiet)
+	acksFrom    *incarnation           // the incarnation that took them
 	graceUntil  time.Time              // the node itself stalled: its peers get until then to answer
 	cutAt       time.Time              // when the node was last OK
 	isolatedLog time.Time              // when it last said it is cut off
@@ -280,6 +300,9 @@ func Start(cfg Config, deliver func(origin uint64, payload []byte)) (*Node, erro
 		started:   time.Now(),
 		peers:     map[string]*peer{},
 		status:    map[string]*peerStatus{},
+		reached:   map[string]time.Time{},
+		quiet:     map[string]time.Time{},
+		acks:      map[string]*pendingAck{},
 		seen:      map[string]*origin{},
 		kick:      make(chan struct{}, 1),
 		probe:     make(chan struct{}, 1),
@@ -436,6 +459,7 @@ func (n *Node) sender() {
 			n.sent.Add(uint64(len(sends)))
 		}
 		clear(sends)
+		n.flushAcks()
 	}
 }
 
@@ -501,14 +525,18 @@ func (n *Node) distribute(sends []send) (*incarnation, []send) {
 	if len(n.ready) == 0 {
 		n.ready = nil
 	}
+	now := time.Now()
 	for _, p := range n.peers {
+		if until, q := n.quiet[p.addr]; q && now.Before(until) {
+			continue // its backlog waits (see quietFor)
+		}
 		for p.admitted && p.inflight < n.cfg.Window && len(p.backlog) > 0 {
 			b := p.backlog[0]
 			p.backlog[0] = nil
 			p.backlog = p.backlog[1:]
 			p.backlogBytes -= len(b.msg.Value)
 			if p.inflight == 0 {
-				p.since = time.Now()
+				p.since = now
 			}
 			p.inflight++
 			sends = append(sends, send{p.pid, b.msg})
@@ -561,19 +589,103 @@ func (n *Node) peerOf(pid *actor.PID) *peer {
 	return p
 }
 
-// acked frees a place in the window of the peer whose receiver is from.
-func (n *Node) acked(from *actor.PID, lost bool) {
+// acked frees k places in the window of the peer whose receiver is from.
+func (n *Node) acked(from *actor.PID, k uint64, lost bool) {
 	n.mu.Lock()
 	p := n.peerOf(from)
 	if p != nil && p.inflight > 0 {
-		p.inflight--
+		k = min(k, uint64(p.inflight))
+		p.inflight -= int(k)
 		p.since = time.Now()
 		if lost {
-			n.lost.Add(1)
+			n.lost.Add(k)
 		}
 	}
 	n.mu.Unlock()
 	n.wake()
+}
+
+// pendingAck is the acknowledgement of k batches to pid, waiting.
+type pendingAck struct {
+	pid *actor.PID
+	k   uint64
+}
+
+// ack acknowledges a batch taken from the receiver from: at once, or
+// once its address is no longer quiet (see quietFor), several in one.
+func (n *Node) ack(inc *incarnation, from *actor.PID) {
+	key := from.Address + "/" + from.Id
+	n.mu.Lock()
+	if n.acksFrom != inc {
+		clear(n.acks)
+		n.acksFrom = inc
+	}
+	a := n.acks[key]
+	if until, quiet := n.quiet[from.Address]; quiet && time.Now().Before(until) {
+		if a == nil {
+			a = &pendingAck{pid: from}
+			n.acks[key] = a
+		}
+		a.k++
+		n.mu.Unlock()
+		return
+	}
+	k := uint64(1)
+	if a != nil {
+		k += a.k
+		delete(n.acks, key)
+	}
+	n.mu.Unlock()
+	inc.send(from, &wrapperspb.UInt64Value{Value: k}, inc.self)
+}
+
+// flushAcks sends the acknowledgements that waited for an address to be
+// no longer quiet.
+func (n *Node) flushAcks() {
+	var out []*pendingAck
+	now := time.Now()
+	n.mu.Lock()
+	inc := n.acksFrom
+	for key, a := range n.acks {
+		if until, q := n.quiet[a.pid.Address]; !q || !now.Before(until) {
+			out = append(out, a)
+			delete(n.acks, key)
+		}
+	}
+	n.mu.Unlock()
+	for _, a := range out {
+		inc.send(a.pid, &wrapperspb.UInt64Value{Value: a.k}, inc.self)
+	}
+}
+
+// endpointTerminated: protoactor has dropped its connection to an
+// address; the address is quiet for a while (see quietFor).
+func (n *Node) endpointTerminated(e *remote.EndpointTerminatedEvent) {
+	if e.Address == neutered || e.Address == n.advertise {
+		return
+	}
+	n.mu.Lock()
+	n.quiet[e.Address] = time.Now().Add(quietFor)
+	n.mu.Unlock()
+	time.AfterFunc(quietFor, func() {
+		n.probeNow()
+		n.wake()
+	})
+}
+
+// endpointConnected: a connection to an address is up. If the address is
+// quiet, the connection is one that protoactor dropped while it was
+// being made: the event would have it open another, which the dropped
+// one's closing would drop in turn; it is pointed at neutered instead, a
+// connection of its own that fails at once and is gone in a few seconds.
+// It runs before protoactor's endpoint manager sees the event.
+func (n *Node) endpointConnected(e *remote.EndpointConnectedEvent) {
+	n.mu.Lock()
+	until, quiet := n.quiet[e.Address]
+	n.mu.Unlock()
+	if quiet && time.Now().Before(until) {
+		e.Address = neutered
+	}
 }
 
 // receive is the receiver actor of inc: batches from other nodes, and the
@@ -583,13 +695,13 @@ func (n *Node) receive(inc *incarnation, ctx actor.Context) {
 	case *wrapperspb.BytesValue:
 		n.onBatch(inc, ctx.Sender(), m.Value)
 	case *wrapperspb.UInt64Value:
-		n.acked(ctx.Sender(), false)
+		n.acked(ctx.Sender(), m.Value, false)
 	case *actor.DeadLetterResponse:
 		// Local: the connection to the peer failed. (A remote dead
 		// letter comes without a target: the peer's incarnation is gone,
 		// and so is its entry here, or soon.)
 		if m.Target != nil {
-			n.acked(m.Target, true)
+			n.acked(m.Target, 1, true)
 		}
 	}
 }
@@ -612,7 +724,7 @@ func (n *Node) onBatch(inc *incarnation, from *actor.PID, b []byte) {
 	// Ack first: the window is about what is on its way, and this batch
 	// has arrived. (Respond would send it without a sender, and the
 	// sending node needs to know which peer's window to open.)
-	inc.send(from, &wrapperspb.UInt64Value{Value: seq}, inc.self)
+	n.ack(inc, from)
 	n.take(from.Address, node, seq, b)
 }
 

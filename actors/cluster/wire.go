@@ -139,7 +139,7 @@ func eachFrame(b []byte, fn func(publisher uint64, payload []byte)) error {
 //	  string id = 3;             // the sender's member id
 //	  string addr = 4;           // the sender's cluster address
 //	  string about = 5;          // the receiver's member id, as the sender knows it
-//	  uint32 flags = 6;          // flagBlocked, flagMember, flagSending: about that id
+//	  uint32 flags = 6;          // flagBlocked, flagMember, flagSending: about that id; flagAway
 //	  repeated string group = 7; // the sender's mutual group
 //	  repeated string kinds = 8; // the sender's protoactor cluster kinds
 //	  int64 conns = 9;           // the sender's connections; -1 unknown
@@ -171,6 +171,7 @@ const (
 	flagBlocked = 1 << iota // its member id is on the sender's block list
 	flagMember              // it is in the sender's member list
 	flagSending             // the sender sends it its broadcasts
+	flagAway                // the sender itself was stopped lately (its prober did not run)
 )
 
 // probe is one membership message.
