@@ -55,8 +55,9 @@ type incarnation struct {
 	// up: the remote runs and the provider has started, so the node can
 	// probe and answer.
 	up       atomic.Bool
-	kindList []string // protoactor's cluster kinds, set before up
-	wasOK    bool     // it has been OK; n.mu guards it
+	kindList []string      // protoactor's cluster kinds, set before up
+	views    atomic.Uint64 // views sent, numbering them
+	wasOK    bool          // it has been OK; n.mu guards it
 
 	// mu guards retired: nothing is sent through a retired incarnation's
 	// remote, whose endpoint manager may be gone.

@@ -51,6 +51,7 @@ var States = []State{Joining, OK, Isolated}
 // peerStatus is what a peer last answered.
 type peerStatus struct {
 	id      string // its member id
+	seq     uint64 // its view's number
 	cluster string
 	at      time.Time // when
 	flags   uint64    // about this node's incarnation
@@ -148,7 +149,7 @@ func (n *Node) round(now time.Time) {
 	// connect, sleeps and holds everything for that address meanwhile,
 	// so a node that comes up would wait out those sleeps before it heard
 	// from this one.
-	var quiet []string
+	var unheard []string
 	for a, st := range n.status {
 		// Views from addresses no longer sent to go once stale.
 		if !slices.Contains(targets, a) && now.Sub(st.at) > n.cfg.DeadAfter {
@@ -163,13 +164,13 @@ func (n *Node) round(now time.Time) {
 	targets = slices.DeleteFunc(targets, func(a string) bool { _, q := n.quiet[a]; return q })
 	for _, a := range targets {
 		if st := n.status[a]; st == nil || now.Sub(st.at) > 2*n.cfg.ProbeInterval {
-			quiet = append(quiet, a)
+			unheard = append(unheard, a)
 		}
 	}
 	n.mu.Unlock()
-	down := unreachable(quiet, min(n.cfg.ProbeInterval/2, 250*time.Millisecond))
+	down := unreachable(unheard, min(n.cfg.ProbeInterval/2, 250*time.Millisecond))
 	n.mu.Lock()
-	for _, a := range quiet {
+	for _, a := range unheard {
 		if !down[a] {
 			n.reached[a] = now
 		}
@@ -185,18 +186,18 @@ func (n *Node) round(now time.Time) {
 
 // view is what this node tells the peer at addr: who it is, and what it
 // makes of the peer's member id as it last heard it; nil while the
-// address is quiet (a member there has just left, see quietFor).
+// address is quiet (see quietFor).
 func (n *Node) view(inc *incarnation, addr string, now time.Time) *probe {
 	conns := int64(-1)
 	if n.cfg.Conns != nil {
 		conns = int64(n.cfg.Conns())
 	}
-	v := &probe{kind: probeView, cluster: n.cfg.Name, id: inc.id, addr: n.advertise, kinds: inc.kinds(), conns: conns}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if until, q := n.quiet[addr]; q && time.Now().Before(until) {
 		return nil
 	}
+	v := &probe{kind: probeView, cluster: n.cfg.Name, id: inc.id, addr: n.advertise, kinds: inc.kinds(), conns: conns, seq: inc.views.Add(1)}
 	v.group = n.groupLocked(now)
 	if now.Before(n.graceUntil) {
 		v.flags |= flagAway
@@ -367,9 +368,9 @@ func (n *Node) evaluate(inc *incarnation, now time.Time) {
 	if state == OK {
 		inc.wasOK = true
 	}
-	cutAt := n.cutAt
-	if prev == OK && state != OK {
-		n.cutAt = now
+	okAt := n.okAt
+	if state == OK {
+		n.okAt = now
 	}
 	logIsolated := state == Isolated && (prev != Isolated || now.Sub(n.isolatedLog) >= isolatedEvery)
 	if logIsolated {
@@ -392,7 +393,7 @@ func (n *Node) evaluate(inc *incarnation, now time.Time) {
 	case firstOK && !n.everJoined.Swap(true):
 		n.log.Info("cluster joined", "id", inc.id, "members", size, "took", now.Sub(n.started).Round(time.Millisecond))
 	case state == OK && prev != OK:
-		n.log.Info("cluster: back in the cluster", "id", inc.id, "members", size, "cut_off_for", now.Sub(cutAt).Round(time.Millisecond))
+		n.log.Info("cluster: back in the cluster", "id", inc.id, "members", size, "not_ok_for", now.Sub(okAt).Round(time.Millisecond))
 	case logIsolated:
 		n.log.Warn("cluster: cut off from most of the cluster; this node's clients get only its own broadcasts",
 			"reachable", size, "nodes", n.nodes, "id", inc.id)
@@ -507,10 +508,17 @@ func (n *Node) onView(inc *incarnation, from *actor.PID, p *probe) {
 		n.refuse(from, "membership message from a node that is not a peer of this cluster")
 		return
 	}
+	st := n.status[p.addr]
+	if st != nil && st.id == p.id && p.seq <= st.seq {
+		// An older view, overtaken by a newer one: protoactor may deliver
+		// a connection's messages after those of the next connection to
+		// the same address (see quietFor).
+		n.mu.Unlock()
+		return
+	}
 	if p.about != inc.id {
 		p.flags &= flagAway
 	}
-	st := n.status[p.addr]
 	if st == nil {
 		st = &peerStatus{}
 		n.status[p.addr] = st
@@ -518,7 +526,7 @@ func (n *Node) onView(inc *incarnation, from *actor.PID, p *probe) {
 	other := p.cluster != n.cfg.Name && st.cluster != p.cluster
 	news := st.id != p.id || st.flags != p.flags || st.bye
 	slices.Sort(p.group)
-	*st = peerStatus{id: p.id, cluster: p.cluster, at: time.Now(), flags: p.flags, group: p.group, kinds: p.kinds, conns: p.conns}
+	*st = peerStatus{id: p.id, seq: p.seq, cluster: p.cluster, at: time.Now(), flags: p.flags, group: p.group, kinds: p.kinds, conns: p.conns}
 	if p.cluster == n.cfg.Name {
 		for id, q := range n.peers {
 			if q.addr == p.addr && id != p.id {

@@ -179,7 +179,7 @@ type Node struct {
 	acks        map[string]*pendingAck // by receiver pid: batches taken, not yet acknowledged (its address was quiet)
 	acksFrom    *incarnation           // the incarnation that took them
 	graceUntil  time.Time              // the node itself stalled: its peers get until then to answer
-	cutAt       time.Time              // when the node was last OK
+	okAt        time.Time              // when the node was last found OK
 	isolatedLog time.Time              // when it last said it is cut off
 	dropLog     time.Time
 	dropLogged  uint64

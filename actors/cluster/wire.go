@@ -143,6 +143,7 @@ func eachFrame(b []byte, fn func(publisher uint64, payload []byte)) error {
 //	  repeated string group = 7; // the sender's mutual group
 //	  repeated string kinds = 8; // the sender's protoactor cluster kinds
 //	  int64 conns = 9;           // the sender's connections; -1 unknown
+//	  uint64 seq = 10;           // the sender's views, numbered from 1
 //	}
 //
 // Every node sends every peer its view once a ProbeInterval (and at once
@@ -158,6 +159,7 @@ const (
 	fieldGroup   protowire.Number = 7
 	fieldKinds   protowire.Number = 8
 	fieldConns   protowire.Number = 9
+	fieldViewSeq protowire.Number = 10
 )
 
 // Kinds of membership message.
@@ -185,6 +187,7 @@ type probe struct {
 	group   []string
 	kinds   []string
 	conns   int64
+	seq     uint64
 }
 
 func (p *probe) marshal() []byte {
@@ -212,6 +215,8 @@ func (p *probe) marshal() []byte {
 		b = protowire.AppendTag(b, fieldKinds, protowire.BytesType)
 		b = protowire.AppendString(b, k)
 	}
+	b = protowire.AppendTag(b, fieldViewSeq, protowire.VarintType)
+	b = protowire.AppendVarint(b, p.seq)
 	b = protowire.AppendTag(b, fieldConns, protowire.VarintType)
 	return protowire.AppendVarint(b, protowire.EncodeZigZag(p.conns))
 }
@@ -244,6 +249,8 @@ func (p *probe) unmarshal(b []byte) error {
 				p.flags = v
 			case fieldConns:
 				p.conns = protowire.DecodeZigZag(v)
+			case fieldViewSeq:
+				p.seq = v
 			}
 		case typ == protowire.BytesType:
 			v, n := protowire.ConsumeString(b)
