@@ -37,6 +37,13 @@ type clRig struct {
 func newClRig(t *testing.T, nodes []*clNode) *clRig {
 	t.Helper()
 	r := &clRig{nodes: nodes}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, n := range nodes {
+				t.Logf("node %d:\n%s", i, n.Log())
+			}
+		}
+	})
 	clWaitOK(t, nodes, 30*time.Second)
 	for i, n := range nodes {
 		r.pubs = append(r.pubs, clDial(t, 100+i, n.Addr))

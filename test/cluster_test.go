@@ -198,6 +198,7 @@ type clClient struct {
 	due     map[uint32]uint32 // publisher → every number from this one must arrive
 	skipped map[uint32]uint64 // publisher → numbers that never arrived
 	got     uint64
+	odd     map[string]bool // payloads that are not numbered frames
 	errs    []string
 
 	done   chan struct{} // the reader has ended
@@ -212,7 +213,7 @@ func clDial(t testing.TB, id int, addr string) *clClient {
 	t.Helper()
 	c := dial(t, addr)
 	cc := &clClient{id: uint32(id), c: c, last: map[uint32]uint32{}, due: map[uint32]uint32{},
-		skipped: map[uint32]uint64{}, done: make(chan struct{}), stop: make(chan struct{})}
+		skipped: map[uint32]uint64{}, odd: map[string]bool{}, done: make(chan struct{}), stop: make(chan struct{})}
 	go cc.read()
 	// Runs before dial's own Close (cleanups run last first); Close may
 	// be called twice.
@@ -232,7 +233,10 @@ func (cc *clClient) read() {
 		if err != nil {
 			return
 		}
-		if len(p) < 8 {
+		if len(p) != clFrameSize {
+			cc.mu.Lock()
+			cc.odd[string(p)] = true
+			cc.mu.Unlock()
 			continue
 		}
 		cc.frame(binary.BigEndian.Uint32(p), binary.BigEndian.Uint32(p[4:]))
@@ -281,9 +285,13 @@ func (cc *clClient) skippedFrom(publisher uint32) uint64 {
 	return cc.skipped[publisher]
 }
 
+// clFrameSize is the size of a numbered frame: the publisher's id, the
+// number, and padding.
+const clFrameSize = 16
+
 // publish sends numbers from to to, stamped with the client's id.
 func (cc *clClient) publish(from, to uint32) error {
-	p := make([]byte, 16)
+	p := make([]byte, clFrameSize)
 	binary.BigEndian.PutUint32(p, cc.id)
 	for seq := from; seq <= to; seq++ {
 		binary.BigEndian.PutUint32(p[4:], seq)
