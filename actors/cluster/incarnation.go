@@ -253,6 +253,19 @@ func stopRemote(r *remote.Remote) {
 	r.Shutdown(false)
 }
 
+// drainRemote is protoactor's graceful remote shutdown, which can panic:
+// it signals every inbound connection's reader on a channel that a reader
+// whose connection has just failed closes. The server is then stopped
+// at once.
+func drainRemote(r *remote.Remote) {
+	defer func() {
+		if recover() != nil {
+			stopRemote(r)
+		}
+	}()
+	r.Shutdown(true)
+}
+
 // retire ends inc. gracefully is the node leaving for good: the peers are
 // told and the remote drains its connections. Otherwise the node is
 // rejoining: the listener and every inbound connection close at once, so
@@ -286,11 +299,11 @@ func (n *Node) retire(inc *incarnation, gracefully bool) {
 	c.IdentityLookup.Shutdown()
 	c.Gossip.Shutdown()
 	if gracefully {
-		c.Remote.Shutdown(true)
+		drainRemote(c.Remote)
 		inc.sys.Shutdown()
 		return
 	}
-	c.Remote.Shutdown(false)
+	stopRemote(c.Remote)
 	inc.sys.Shutdown()
 	// The endpoint writers (outbound connections) are children of the
 	// endpoint supervisor: stopping it closes them. A writer that is

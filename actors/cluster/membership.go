@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -175,9 +174,10 @@ func (n *Node) round(now time.Time) {
 			n.reached[a] = now
 		}
 	}
+	group := n.groupLocked(now)
 	n.mu.Unlock()
 	for _, a := range targets {
-		if v := n.view(inc, a, now); v != nil && !down[a] {
+		if v := n.view(inc, a, now, group); v != nil && !down[a] {
 			inc.send(actor.NewPID(a, memberName), &wrapperspb.BytesValue{Value: v.marshal()}, inc.member)
 		}
 	}
@@ -187,7 +187,7 @@ func (n *Node) round(now time.Time) {
 // view is what this node tells the peer at addr: who it is, and what it
 // makes of the peer's member id as it last heard it; nil while the
 // address is quiet (see quietFor).
-func (n *Node) view(inc *incarnation, addr string, now time.Time) *probe {
+func (n *Node) view(inc *incarnation, addr string, now time.Time, group []string) *probe {
 	conns := int64(-1)
 	if n.cfg.Conns != nil {
 		conns = int64(n.cfg.Conns())
@@ -198,7 +198,7 @@ func (n *Node) view(inc *incarnation, addr string, now time.Time) *probe {
 		return nil
 	}
 	v := &probe{kind: probeView, cluster: n.cfg.Name, id: inc.id, addr: n.advertise, kinds: inc.kinds(), conns: conns, seq: inc.views.Add(1)}
-	v.group = n.groupLocked(now)
+	v.group = group
 	if now.Before(n.graceUntil) {
 		v.flags |= flagAway
 	}
@@ -295,24 +295,24 @@ func (n *Node) evaluate(inc *incarnation, now time.Time) {
 		n.mu.Unlock()
 		return
 	}
+	// The members for protoactor (the default provider), handed over
+	// when they change and every topoEvery; an idle node builds them
+	// only then (what it allocates while idle is garbage its RSS shows).
 	var members []*pacluster.Member
 	if n.cfg.Provider == nil {
-		members = append(members, memberOf(inc.id, n.advertise, inc.kinds()))
+		key := memberKey(inc.id, n.advertise)
 		for a, st := range n.status {
-			if st.bye || st.cluster != n.cfg.Name || st.id == "" {
-				continue
+			if n.providesLocked(a, st, now) {
+				key += memberKey(st.id, a)
 			}
-			if n.replacedLocked(a, st.id) {
-				// A new member id at an address: the old one leaves
-				// first, and the new one joins once the address is
-				// quiet no more (see quietFor).
-				continue
-			}
-			if _, q := n.quiet[a]; q && !n.memberLocked(a, st.id) {
-				continue
-			}
-			if now.Sub(st.at) < n.cfg.DeadAfter || now.Before(n.graceUntil) {
-				members = append(members, memberOf(st.id, a, st.kinds))
+		}
+		if key != n.lastTopo || now.Sub(n.lastTopoAt) >= topoEvery {
+			n.lastTopo, n.lastTopoAt = key, now
+			members = append(members, memberOf(inc.id, n.advertise, inc.kinds()))
+			for a, st := range n.status {
+				if n.providesLocked(a, st, now) {
+					members = append(members, memberOf(st.id, a, st.kinds))
+				}
 			}
 		}
 	}
@@ -379,15 +379,11 @@ func (n *Node) evaluate(inc *incarnation, now time.Time) {
 	n.mu.Unlock()
 
 	if members != nil {
-		key := membersKey(members)
-		if key != n.lastTopo || now.Sub(n.lastTopoAt) >= topoEvery {
-			n.lastTopo, n.lastTopoAt = key, now
-			inc.mu.RLock()
-			if !inc.retired {
-				inc.cl.MemberList.UpdateClusterTopology(members)
-			}
-			inc.mu.RUnlock()
+		inc.mu.RLock()
+		if !inc.retired {
+			inc.cl.MemberList.UpdateClusterTopology(members)
 		}
+		inc.mu.RUnlock()
 	}
 	switch {
 	case firstOK && !n.everJoined.Swap(true):
@@ -429,14 +425,36 @@ func (n *Node) memberLocked(addr, id string) bool {
 	return false
 }
 
-// membersKey identifies a member list, in any order.
-func membersKey(ms []*pacluster.Member) string {
-	keys := make([]string, len(ms))
-	for i, m := range ms {
-		keys[i] = m.Id + "@" + m.Address()
+// providesLocked reports whether the peer at addr, as st says, is a
+// member for protoactor; n.mu is held.
+func (n *Node) providesLocked(addr string, st *peerStatus, now time.Time) bool {
+	switch {
+	case st.bye || st.cluster != n.cfg.Name || st.id == "":
+		return false
+	case n.replacedLocked(addr, st.id):
+		// A new member id at an address: the old one leaves first, and
+		// the new one joins once the address is quiet no more (see
+		// quietFor).
+		return false
 	}
-	slices.Sort(keys)
-	return strings.Join(keys, ",")
+	if _, q := n.quiet[addr]; q && !n.memberLocked(addr, st.id) {
+		return false
+	}
+	return now.Sub(st.at) < n.cfg.DeadAfter || now.Before(n.graceUntil)
+}
+
+// memberKey is a member's part of the key that tells whether the member
+// list changed: a sum of hashes, so the order of the members does not
+// matter, and nothing is allocated.
+func memberKey(id, addr string) uint64 {
+	h := uint64(14695981039346656037) // FNV-1a
+	for _, s := range [...]string{id, "@", addr} {
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= 1099511628211
+		}
+	}
+	return h
 }
 
 // rejoinReason says why this node must rejoin, being at odds with the

@@ -191,7 +191,7 @@ type Node struct {
 	refLogged  atomic.Uint64
 	state      atomic.Int32 // a State
 	evaluated  atomic.Int64 // unix nanoseconds of the last evaluation of the state
-	lastTopo   string       // the members last handed to protoactor; the prober's alone
+	lastTopo   uint64       // the key of the members last handed to protoactor; n.mu guards it
 	lastTopoAt time.Time
 	everJoined atomic.Bool
 

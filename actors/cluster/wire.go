@@ -191,7 +191,14 @@ type probe struct {
 }
 
 func (p *probe) marshal() []byte {
-	b := make([]byte, 0, 64+len(p.cluster)+len(p.id)+len(p.addr)+len(p.about))
+	size := 64 + len(p.cluster) + len(p.id) + len(p.addr) + len(p.about)
+	for _, s := range p.group {
+		size += 2 + len(s)
+	}
+	for _, s := range p.kinds {
+		size += 2 + len(s)
+	}
+	b := make([]byte, 0, size)
 	b = protowire.AppendTag(b, fieldKind, protowire.VarintType)
 	b = protowire.AppendVarint(b, p.kind)
 	for _, f := range []struct {
