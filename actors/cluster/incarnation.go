@@ -180,7 +180,7 @@ func (n *Node) incarnate() (inc *incarnation, err error) {
 		case *pacluster.ClusterTopology:
 			n.topology(inc, e)
 		case *remote.EndpointTerminatedEvent:
-			n.endpointTerminated(e)
+			n.endpointTerminated(inc, e)
 		case *remote.EndpointConnectedEvent:
 			n.endpointConnected(e)
 		}
@@ -284,6 +284,9 @@ func (n *Node) retire(inc *incarnation, gracefully bool) {
 	}
 	n.members = nil
 	clear(n.status)
+	clear(n.reached)
+	clear(n.quiet)
+	clear(n.acks)
 	n.mu.Unlock()
 	n.state.Store(int32(Joining))
 	inc.mu.Lock()

@@ -178,7 +178,9 @@ func (n *Node) round(now time.Time) {
 	n.mu.Unlock()
 	for _, a := range targets {
 		if v := n.view(inc, a, now, group); v != nil && !down[a] {
-			inc.send(actor.NewPID(a, memberName), &wrapperspb.BytesValue{Value: v.marshal()}, inc.member)
+			// No sender: nobody answers a view, and a sender costs the
+			// remote a lookup table and a copy on every message.
+			inc.send(actor.NewPID(a, memberName), &wrapperspb.BytesValue{Value: v.marshal()}, nil)
 		}
 	}
 	n.evaluate(inc, now)
@@ -523,6 +525,9 @@ func (n *Node) onView(inc *incarnation, from *actor.PID, p *probe) {
 	}
 	if !n.knownLocked(p.addr) {
 		n.mu.Unlock()
+		if from == nil {
+			from = actor.NewPID(p.addr, p.id) // as it says it is
+		}
 		n.refuse(from, "membership message from a node that is not a peer of this cluster")
 		return
 	}

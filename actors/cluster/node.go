@@ -658,13 +658,17 @@ func (n *Node) flushAcks() {
 	}
 }
 
-// endpointTerminated: protoactor has dropped its connection to an
+// endpointTerminated: protoactor has dropped inc's connection to an
 // address; the address is quiet for a while (see quietFor).
-func (n *Node) endpointTerminated(e *remote.EndpointTerminatedEvent) {
+func (n *Node) endpointTerminated(inc *incarnation, e *remote.EndpointTerminatedEvent) {
 	if e.Address == neutered || e.Address == n.advertise {
 		return
 	}
 	n.mu.Lock()
+	if n.inc != inc {
+		n.mu.Unlock()
+		return // a retired incarnation's: it sends nothing any more
+	}
 	n.quiet[e.Address] = time.Now().Add(quietFor)
 	n.mu.Unlock()
 	time.AfterFunc(quietFor, func() {
