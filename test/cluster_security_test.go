@@ -193,6 +193,7 @@ func TestClusterTLS(t *testing.T) {
 			t.Errorf("%s: %+v %v", n.Addr, v, err)
 		}
 	}
+	c.logged(t, "cluster: a peer answers, but the TLS handshake with it fails; it cannot be a member", 10*time.Second)
 	if !strings.Contains(c.Log(), "certificate signed by unknown authority") {
 		t.Errorf("the intruder's log does not say why it cannot connect:\n%s", c.Log())
 	}

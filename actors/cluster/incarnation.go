@@ -57,6 +57,7 @@ type incarnation struct {
 	up       atomic.Bool
 	kindList []string      // protoactor's cluster kinds, set before up
 	views    atomic.Uint64 // views sent, numbering them
+	floor    uint64        // a peer's view counts once it has heard this one's view of this number; n.mu guards it
 	wasOK    bool          // it has been OK; n.mu guards it
 
 	// mu guards retired: nothing is sent through a retired incarnation's

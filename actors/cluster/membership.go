@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"sync"
@@ -51,6 +53,7 @@ var States = []State{Joining, OK, Isolated}
 type peerStatus struct {
 	id      string // its member id
 	seq     uint64 // its view's number
+	heard   uint64 // the number of this node's last view it had taken
 	cluster string
 	at      time.Time // when
 	flags   uint64    // about this node's incarnation
@@ -118,10 +121,25 @@ func (n *Node) prober() {
 			// stopped, or starved. The peers' silence meanwhile says
 			// nothing about them; give them time to answer before they
 			// are dropped.
+			// Nor do their views that waited for this node meanwhile
+			// tell where it stands now: it counts only views that have
+			// heard one of its own sent from now on.
 			n.mu.Lock()
 			n.graceUntil = now.Add(n.cfg.DeadAfter)
+			inc := n.inc
+			if inc != nil {
+				inc.floor = inc.views.Load() + 1
+			}
 			n.mu.Unlock()
 			n.log.Debug("cluster: the prober did not run for a while; the peers get time to answer", "for", now.Sub(last))
+			if away := now.Sub(last); away > n.cfg.DeadAfter && inc != nil && inc.up.Load() {
+				// Longer than a peer waits for a member it does not hear
+				// from: every peer that ran meanwhile has dropped this
+				// node. Rejoin now, rather than once a peer's view says
+				// so (which a connection protoactor is waiting to retry
+				// can hold up for seconds).
+				n.requestRejoin(inc, fmt.Sprintf("this node was stopped for %v, longer than its peers wait for it (%v)", away.Round(time.Millisecond), n.cfg.DeadAfter))
+			}
 		}
 		last = now
 		n.round(now)
@@ -144,7 +162,7 @@ func (n *Node) round(now time.Time) {
 		}
 	}
 	// A peer that has not been heard from lately is sent to only once it
-	// accepts a connection: protoactor's endpoint writer, failing to
+	// answers (see answers): protoactor's endpoint writer, failing to
 	// connect, sleeps and holds everything for that address meanwhile,
 	// so a node that comes up would wait out those sleeps before it heard
 	// from this one.
@@ -167,7 +185,7 @@ func (n *Node) round(now time.Time) {
 		}
 	}
 	n.mu.Unlock()
-	down := unreachable(unheard, min(n.cfg.ProbeInterval/2, 250*time.Millisecond))
+	down := n.unreachable(unheard, min(n.cfg.ProbeInterval/2, 250*time.Millisecond))
 	n.mu.Lock()
 	for _, a := range unheard {
 		if !down[a] {
@@ -209,6 +227,7 @@ func (n *Node) view(inc *incarnation, addr string, now time.Time, group []string
 		return v
 	}
 	v.about = st.id
+	v.heard = st.seq
 	if inc.blocked(st.id) {
 		v.flags |= flagBlocked
 	}
@@ -222,9 +241,9 @@ func (n *Node) view(inc *incarnation, addr string, now time.Time, group []string
 	return v
 }
 
-// unreachable dials every address, all at once, and returns those that
-// did not accept a connection within timeout.
-func unreachable(addrs []string, timeout time.Duration) map[string]bool {
+// unreachable checks every address, all at once, and returns those whose
+// node did not answer within timeout (see answers).
+func (n *Node) unreachable(addrs []string, timeout time.Duration) map[string]bool {
 	if len(addrs) == 0 {
 		return nil
 	}
@@ -237,18 +256,70 @@ func unreachable(addrs []string, timeout time.Duration) map[string]bool {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := net.DialTimeout("tcp", a, timeout)
-			if err != nil {
+			if !n.answers(a, timeout) {
 				mu.Lock()
 				down[a] = true
 				mu.Unlock()
-				return
 			}
-			c.Close()
 		}()
 	}
 	wg.Wait()
 	return down
+}
+
+// tlsFailed says, at most once a minute for an address, that the node
+// there answers but the TLS handshake with it fails: a certificate of
+// another CA, or one that does not name the host.
+func (n *Node) tlsFailed(addr string, err error) {
+	now := time.Now()
+	n.mu.Lock()
+	last, ok := n.tlsLog[addr]
+	if ok && now.Sub(last) < time.Minute {
+		n.mu.Unlock()
+		return
+	}
+	if len(n.tlsLog) > 1024 {
+		clear(n.tlsLog)
+	}
+	n.tlsLog[addr] = now
+	n.mu.Unlock()
+	n.log.Warn("cluster: a peer answers, but the TLS handshake with it fails; it cannot be a member", "peer", addr, "err", err)
+}
+
+// http2Preface is what a client says first on an HTTP/2 connection: the
+// preface and an empty SETTINGS frame.
+var http2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+
+// answers reports whether the node at addr answers at the transport: its
+// gRPC server sends its HTTP/2 SETTINGS (with TLS: completes a handshake)
+// within timeout. A stopped process accepts connections (the kernel does)
+// but answers nothing; handing protoactor such an address would leave its
+// connection attempt hanging, then sleeping 2 s once failed, with
+// everything for the address waiting, when the node comes back.
+func (n *Node) answers(addr string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(deadline)
+	if n.cfg.TLS != nil {
+		cfg := n.cfg.TLS.clientConfig()
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		cfg.NextProtos = []string{"h2"}
+		err := tls.Client(c, cfg).Handshake()
+		if ne, ok := err.(net.Error); err != nil && !(ok && ne.Timeout()) {
+			n.tlsFailed(addr, err)
+		}
+		return err == nil
+	}
+	if _, err := c.Write(http2Preface); err != nil {
+		return false
+	}
+	var frame [9]byte
+	_, err = io.ReadFull(c, frame[:])
+	return err == nil && frame[3] == 0x4 // SETTINGS
 }
 
 // fresh reports whether st is a current answer from a member of this
@@ -257,13 +328,22 @@ func (n *Node) fresh(st *peerStatus, now time.Time) bool {
 	return st != nil && !st.bye && st.cluster == n.cfg.Name && now.Sub(st.at) < n.cfg.DeadAfter
 }
 
+// current reports whether st is fresh and was sent after its sender had
+// heard from this node since this node last resumed from a stop (see
+// prober); n.mu is held. Only current views tell this node it is a
+// member: one that waited for it while it was stopped may be older than
+// its sender's verdict.
+func (n *Node) current(st *peerStatus, now time.Time) bool {
+	return n.fresh(st, now) && (n.inc == nil || st.heard >= n.inc.floor)
+}
+
 // groupLocked is this node's mutual group: itself and the peers that
 // answer, that it has as members and that have it as a member, by
 // address, sorted; n.mu is held.
 func (n *Node) groupLocked(now time.Time) []string {
 	g := []string{n.advertise}
 	for a, st := range n.status {
-		if !n.fresh(st, now) || st.flags&flagMember == 0 || st.flags&flagBlocked != 0 {
+		if !n.current(st, now) || st.flags&flagMember == 0 || st.flags&flagBlocked != 0 {
 			continue
 		}
 		if p := n.peers[st.id]; p != nil && p.addr == a {
@@ -333,7 +413,7 @@ func (n *Node) evaluate(inc *incarnation, now time.Time) {
 			}
 			continue
 		}
-		if p := n.peers[st.id]; st.flags&flagSending != 0 && p != nil && p.addr == a && p.admitted {
+		if p := n.peers[st.id]; st.flags&flagSending != 0 && p != nil && p.addr == a && p.admitted && n.current(st, now) {
 			sending++
 		}
 	}
@@ -397,11 +477,16 @@ func (n *Node) evaluate(inc *incarnation, now time.Time) {
 			"reachable", size, "nodes", n.nodes, "id", inc.id)
 	}
 	if why != "" {
-		select {
-		case n.rejoin <- why:
-			n.log.Warn("cluster: the cluster no longer admits this node; rejoining as a new member", "id", inc.id, "reason", why)
-		default:
-		}
+		n.requestRejoin(inc, why)
+	}
+}
+
+// requestRejoin has the run goroutine retire inc and start another.
+func (n *Node) requestRejoin(inc *incarnation, why string) {
+	select {
+	case n.rejoin <- why:
+		n.log.Warn("cluster: the cluster no longer admits this node; rejoining as a new member", "id", inc.id, "reason", why)
+	default:
 	}
 }
 
@@ -549,7 +634,11 @@ func (n *Node) onView(inc *incarnation, from *actor.PID, p *probe) {
 	other := p.cluster != n.cfg.Name && st.cluster != p.cluster
 	news := st.id != p.id || st.flags != p.flags || st.bye
 	slices.Sort(p.group)
-	*st = peerStatus{id: p.id, seq: p.seq, cluster: p.cluster, at: time.Now(), flags: p.flags, group: p.group, kinds: p.kinds, conns: p.conns}
+	heard := p.heard
+	if p.about != inc.id {
+		heard = 0
+	}
+	*st = peerStatus{id: p.id, seq: p.seq, heard: heard, cluster: p.cluster, at: time.Now(), flags: p.flags, group: p.group, kinds: p.kinds, conns: p.conns}
 	if p.cluster == n.cfg.Name {
 		for id, q := range n.peers {
 			if q.addr == p.addr && id != p.id {

@@ -176,6 +176,7 @@ type Node struct {
 	status      map[string]*peerStatus // by cluster address: their last views
 	reached     map[string]time.Time   // by cluster address: when it last accepted a connection
 	quiet       map[string]time.Time   // by cluster address: a connection there was dropped; nothing is sent there until then
+	tlsLog      map[string]time.Time   // by cluster address: when a failed TLS handshake with it was last logged
 	acks        map[string]*pendingAck // by receiver pid: batches taken, not yet acknowledged (its address was quiet)
 	acksFrom    *incarnation           // the incarnation that took them
 	graceUntil  time.Time              // the node itself stalled: its peers get until then to answer
@@ -302,6 +303,7 @@ func Start(cfg Config, deliver func(origin uint64, payload []byte)) (*Node, erro
 		status:    map[string]*peerStatus{},
 		reached:   map[string]time.Time{},
 		quiet:     map[string]time.Time{},
+		tlsLog:    map[string]time.Time{},
 		acks:      map[string]*pendingAck{},
 		seen:      map[string]*origin{},
 		kick:      make(chan struct{}, 1),

@@ -144,6 +144,7 @@ func eachFrame(b []byte, fn func(publisher uint64, payload []byte)) error {
 //	  repeated string kinds = 8; // the sender's protoactor cluster kinds
 //	  int64 conns = 9;           // the sender's connections; -1 unknown
 //	  uint64 seq = 10;           // the sender's views, numbered from 1
+//	  uint64 heard = 11;         // the number of the receiver's last view the sender took
 //	}
 //
 // Every node sends every peer its view once a ProbeInterval (and at once
@@ -160,6 +161,7 @@ const (
 	fieldKinds   protowire.Number = 8
 	fieldConns   protowire.Number = 9
 	fieldViewSeq protowire.Number = 10
+	fieldHeard   protowire.Number = 11
 )
 
 // Kinds of membership message.
@@ -188,6 +190,7 @@ type probe struct {
 	kinds   []string
 	conns   int64
 	seq     uint64
+	heard   uint64
 }
 
 func (p *probe) marshal() []byte {
@@ -224,6 +227,8 @@ func (p *probe) marshal() []byte {
 	}
 	b = protowire.AppendTag(b, fieldViewSeq, protowire.VarintType)
 	b = protowire.AppendVarint(b, p.seq)
+	b = protowire.AppendTag(b, fieldHeard, protowire.VarintType)
+	b = protowire.AppendVarint(b, p.heard)
 	b = protowire.AppendTag(b, fieldConns, protowire.VarintType)
 	return protowire.AppendVarint(b, protowire.EncodeZigZag(p.conns))
 }
@@ -258,6 +263,8 @@ func (p *probe) unmarshal(b []byte) error {
 				p.conns = protowire.DecodeZigZag(v)
 			case fieldViewSeq:
 				p.seq = v
+			case fieldHeard:
+				p.heard = v
 			}
 		case typ == protowire.BytesType:
 			v, n := protowire.ConsumeString(b)
