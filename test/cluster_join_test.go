@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -70,4 +71,16 @@ func TestClusterServesWhileJoining(t *testing.T) {
 		}
 	}
 	clRound(t, []*clClient{clDial(t, 3, a.Addr), clDial(t, 4, b.Addr)}, 1, 100)
+
+	// The 0x0D reply carries the same cluster object as /stats.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := dial(t, a.Addr).Stats(ctx, 0.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cl clView
+	if err := json.Unmarshal(st.Extra["cluster"], &cl); err != nil || cl.Name != "e2e" || cl.State != "ok" || len(cl.Members) != 2 {
+		t.Errorf("0x0D cluster object %s: %+v %v", st.Extra["cluster"], cl, err)
+	}
 }
