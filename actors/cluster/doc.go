@@ -12,8 +12,14 @@
 // id as it knows it and what it makes of it (blocked, a member, sent
 // broadcasts), its own group. One message each way is both heartbeat and
 // answer; a change (a new member id, different flags) is answered at
-// once. The members handed to protoactor are this node and the peers
-// heard from within DeadAfter. Membership thus needs no port, server or
+// once; a view echoes the number of the last view it heard from the
+// receiver, and a node drops any view older than one it took. The members
+// handed to protoactor are this node and the peers heard from within
+// DeadAfter. A peer not heard from lately is sent to only once it answers
+// at the transport (its gRPC server's HTTP/2 settings, or a TLS
+// handshake): a stopped process's kernel accepts connections that
+// protoactor would otherwise wait on, then sleep after, holding up
+// everything for the address. Membership thus needs no port, server or
 // service of its own and travels on the same connections as the
 // broadcasts. Any other protoactor provider (consul, etcd, Kubernetes)
 // can be set instead; the views are exchanged all the same, with the
@@ -37,7 +43,17 @@
 // counters carry on across incarnations; only broadcasts published while
 // the node is cut off are lost, and counted. A node whose own prober did
 // not run for a while (its process was stopped) gives its peers DeadAfter
-// to be heard from again before it drops them.
+// to be heard from again before it drops them, counts only views that
+// have heard one of its own sent since (the views that waited for it may
+// predate its peers' verdict), and, stopped for longer than DeadAfter,
+// rejoins at once: every peer that ran meanwhile has dropped it.
+//
+// protoactor's remote, when it drops its connection to an address, has
+// the next one to that address dropped too, and one dropped while being
+// made opens another once made: under traffic a chain that took every
+// message to the address with it. After a connection to an address is
+// dropped the node sends nothing there for a moment (quietFor) and keeps
+// protoactor from opening one; the chain dies out.
 //
 // # State
 //
