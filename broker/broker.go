@@ -346,7 +346,7 @@ func (b *Broker) clusterInfo() *telemetry.Cluster {
 		return nil
 	}
 	ms := b.node.Members()
-	c := &telemetry.Cluster{Name: b.node.Name(), Members: make([]telemetry.Member, len(ms))}
+	c := &telemetry.Cluster{Name: b.node.Name(), State: b.node.State().String(), Members: make([]telemetry.Member, len(ms))}
 	for i, m := range ms {
 		c.Members[i].Address = m.Address
 		if m.Conns >= 0 {

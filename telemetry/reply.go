@@ -73,7 +73,13 @@ type Process struct {
 
 // Cluster is the cluster a broker belongs to.
 type Cluster struct {
-	Name    string   `json:"name"`
+	Name string `json:"name"`
+	// State is where this broker stands in its cluster: "joining" (not
+	// yet admitted by every member that answers it, or rejoining),
+	// "ok" (it exchanges broadcasts with every member that answers, and
+	// they are most of the cluster) or "isolated" (cut off from most of
+	// the cluster: its clients get only its own broadcasts).
+	State   string   `json:"state"`
 	Members []Member `json:"members"` // every member, this broker included
 }
 

@@ -231,7 +231,7 @@ func TestReplyGolden(t *testing.T) {
 	}
 	r.Process.Goroutines = 9 // the one value that depends on the moment
 	clients := int64(3)
-	r.Cluster = &Cluster{Name: "eu", Members: []Member{
+	r.Cluster = &Cluster{Name: "eu", State: "ok", Members: []Member{
 		{Address: "10.0.0.1:6000", Clients: &clients},
 		{Address: "10.0.0.2:6000"}, // did not answer
 	}}

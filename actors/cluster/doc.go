@@ -1,23 +1,85 @@
 // Package cluster joins hydrogen brokers into one protoactor-go cluster and
 // carries their broadcasts from node to node.
 //
-// Membership is protoactor-go's: cluster.Cluster with a ClusterProvider
-// (the automanaged provider over a fixed peer list by default; consul,
-// etcd or Kubernetes by setting Config.Provider), gossip and the member
-// list's ClusterTopology events. This package adds no membership protocol
-// of its own; it reacts to joins and leaves, and logs them.
+// # Membership
 //
-// The data path is protoactor-go's remote: every node runs one receiver
-// actor under a well-known name, and a node's broadcasts go straight to
-// the receiver actor of every other member, in batches. Cluster PubSub was
-// read and set aside: its topic is a virtual actor living on one node, so
-// every batch takes two hops, the topic's node is a single point every
-// broadcast waits on (a request and reply per batch), and its
-// subscriptions, kept in an empty store, are lost when the topic moves
-// after a join or a leave. Sending directly takes one hop and keeps
-// nothing in a single place.
+// Membership is protoactor-go's: cluster.Cluster, its member list and
+// ClusterTopology events, fed by a ClusterProvider. This package adds no
+// membership protocol; its default provider (Config.Provider nil) is
+// health checking over protoactor's remote itself. Every node runs a
+// member actor under a well-known name, and every ProbeInterval sends
+// each configured peer its view of it: its member id, the peer's member
+// id as it knows it and what it makes of it (blocked, a member, sent
+// broadcasts), its own group. One message each way is both heartbeat and
+// answer; a change (a new member id, different flags) is answered at
+// once; a view echoes the number of the last view it heard from the
+// receiver, and a node drops any view older than one it took. The members
+// handed to protoactor are this node and the peers heard from within
+// DeadAfter. A peer not heard from lately is sent to only once it answers
+// at the transport (its gRPC server's HTTP/2 settings, or a TLS
+// handshake): a stopped process's kernel accepts connections that
+// protoactor would otherwise wait on, then sleep after, holding up
+// everything for the address. Membership thus needs no port, server or
+// service of its own and travels on the same connections as the
+// broadcasts. Any other protoactor provider (consul, etcd, Kubernetes)
+// can be set instead; the views are exchanged all the same, with the
+// members' addresses, for the node's State and for rejoining.
+//
+// # Incarnations and rejoining
+//
+// protoactor puts the member id of a member that left on a block list for
+// good (by design: a member that left may never come back; a new
+// instance joins with a new id). So a node that its peers dropped,
+// because it was stopped or cut off longer than DeadAfter, is never
+// admitted again under its id, and would stay cut off. A Node therefore
+// runs its membership as an incarnation: an actor system, remote,
+// protoactor cluster and member id of its own, apart from the broker's
+// actor system. When a node hears a peer again and one of the two has
+// blocked the other's id, the one that was itself stopped (it knows: its
+// prober did not run, and it says so), else the one with the smaller
+// mutual group (on a tie, the group with the higher lowest address),
+// retires its incarnation and starts another on the same address with a
+// new member id, which every peer admits. The broker, its clients, Publish and the
+// counters carry on across incarnations; only broadcasts published while
+// the node is cut off are lost, and counted. A node whose own prober did
+// not run for a while (its process was stopped) gives its peers DeadAfter
+// to be heard from again before it drops them, counts only views that
+// have heard one of its own sent since (the views that waited for it may
+// predate its peers' verdict), and, stopped for longer than DeadAfter,
+// rejoins at once: every peer that ran meanwhile has dropped it.
+//
+// protoactor's remote, when it drops its connection to an address, has
+// the next one to that address dropped too, and one dropped while being
+// made opens another once made: under traffic a chain that took every
+// message to the address with it. After a connection to an address is
+// dropped the node sends nothing there for a moment (quietFor) and keeps
+// protoactor from opening one; the chain dies out.
+//
+// # State
+//
+// Joining: not yet admitted by every peer heard from (just started, or
+// rejoining), or not known (the node itself was stopped, and has not
+// weighed its standing since). OK: every peer heard from has admitted the
+// node and sends it its broadcasts, the node sends them its own, and with
+// it they are more than half of the configured nodes; from then on every
+// frame published on one of them reaches the node's streams, and every
+// frame published here reaches theirs. Isolated: fewer than half of the
+// configured nodes are with it. Start returns at once and the node joins
+// in the background, so the broker serves its own clients meanwhile.
 //
 // # Batches
+//
+// The data path is protoactor-go's remote: every incarnation runs one
+// receiver actor, named with its member id, and a node's broadcasts go
+// straight to the receiver of every member that has admitted it, in
+// batches. A receiver takes batches only from the receivers of its
+// current members (by member id and address), refuses and counts the
+// rest, and de-duplicates by (sending node, batch number) per sending
+// address. Cluster PubSub was read and set aside: its topic is a virtual
+// actor living on one node, so every batch takes two hops, the topic's
+// node is a single point every broadcast waits on, and its subscriptions,
+// kept in an empty store, are lost when the topic moves after a join or a
+// leave.
 //
 // Publish appends the frame to the current batch under a short lock and
 // returns; it never blocks and never waits for the network. A batch is
@@ -27,7 +89,7 @@
 // wrapperspb.BytesValue whose bytes are the protobuf encoding of
 //
 //	message Batch {
-//	  uint64 node = 1;            // the sending node's incarnation
+//	  uint64 node = 1;            // the sending node (its process)
 //	  uint64 seq = 2;             // batch number, 1, 2, 3 ... per sending node
 //	  uint64 first = 3;           // node-wide number of the first frame
 //	  repeated Frame frames = 4;  // in publish order
@@ -39,7 +101,8 @@
 //
 // written with protowire (fields may come in any order on the protobuf
 // wire, so the header follows the frames and frames are encoded once, as
-// they are published).
+// they are published). The node and batch numbers outlive incarnations,
+// so a receiver counts what a peer sent while it was cut off as gaps.
 //
 // # Bounds and what is dropped
 //
@@ -63,7 +126,29 @@
 // single goroutine in sequence order, travel over the one remote
 // connection protoactor keeps per address (FIFO), and are handled by one
 // receiver actor (its mailbox is FIFO), which calls deliver for each frame
-// in order. Nothing is ever resent, and a receiver drops any batch whose
-// number is not above the last it saw from that node, so there are no
-// duplicates. A node does not send to itself.
+// in order, under a lock that also spans incarnations. Nothing is ever
+// resent, and a receiver drops any batch whose number is not above the
+// last it saw from that node, so there are no duplicates. A node does not
+// send to itself.
+//
+// # TLS
+//
+// With Config.TLS, every connection between nodes, membership and
+// broadcasts alike, is mutual TLS (1.3): a node presents its certificate
+// whichever side dials, and accepts only a peer whose certificate chains
+// to the cluster's CA; the node it dials must also be named by its
+// certificate. A node without such a certificate cannot connect, so it
+// can neither join, nor send, nor receive. Without TLS, a receiver still
+// takes batches only from current members, but a member is recognised by
+// its address and member id alone, which anyone on the network path can
+// learn and claim; so TLS is for any network but loopback, and a node
+// without it on another address says so at start.
+//
+// # Concurrency
+//
+// A Node is safe for concurrent use. Its goroutines (the sender, the
+// prober, the one that runs incarnations, and a short-lived one per
+// retired incarnation closing its connections) belong to it: Shutdown
+// stops them and waits for them, ctx permitting. deliver is called from
+// one goroutine at a time, never from Publish's caller.
 package cluster

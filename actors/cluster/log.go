@@ -32,17 +32,16 @@ func (q quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 // routine are protoactor messages that are a warning or an error to it but
-// routine to a broker: its own provider stopping at shutdown, and the
-// connection to a member that left (logged as "cluster member left").
+// routine to a broker: the connection to a member that left (logged as
+// "cluster member left").
 var routine = map[string]bool{
-	"Automanaged server stopping..!": true,
 	"EndpointWriter lost connection": true,
 	"sendGossipForMember failed":     true,
 }
 
 func (q quietHandler) Handle(ctx context.Context, rec slog.Record) error {
 	rec.Level = lower(rec.Level)
-	if routine[rec.Message] {
+	if routine[rec.Message] || aboutNeutered(rec) {
 		rec.Level = slog.LevelDebug
 		if !q.h.Enabled(ctx, rec.Level) {
 			return nil
@@ -52,6 +51,18 @@ func (q quietHandler) Handle(ctx context.Context, rec slog.Record) error {
 		return nil
 	}
 	return q.h.Handle(ctx, rec)
+}
+
+// aboutNeutered reports whether rec is about the connection that the node
+// points protoactor at instead of one it must not open (see neutered):
+// failing is what it is for.
+func aboutNeutered(rec slog.Record) bool {
+	found := false
+	rec.Attrs(func(a slog.Attr) bool {
+		found = a.Key == "address" && a.Value.String() == neutered
+		return !found
+	})
+	return found
 }
 
 func (q quietHandler) WithAttrs(a []slog.Attr) slog.Handler {

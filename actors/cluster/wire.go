@@ -129,3 +129,179 @@ func eachFrame(b []byte, fn func(publisher uint64, payload []byte)) error {
 	}
 	return nil
 }
+
+// The membership messages travel between the member actors of the
+// nodes, each one wrapperspb.BytesValue holding the protobuf encoding of
+//
+//	message Probe {
+//	  uint32 kind = 1;           // probeView or probeBye
+//	  string cluster = 2;        // the sender's cluster name
+//	  string id = 3;             // the sender's member id
+//	  string addr = 4;           // the sender's cluster address
+//	  string about = 5;          // the receiver's member id, as the sender knows it
+//	  uint32 flags = 6;          // flagBlocked, flagMember, flagSending: about that id; flagAway
+//	  repeated string group = 7; // the sender's mutual group
+//	  repeated string kinds = 8; // the sender's protoactor cluster kinds
+//	  int64 conns = 9;           // the sender's connections; -1 unknown
+//	  uint64 seq = 10;           // the sender's views, numbered from 1
+//	  uint64 heard = 11;         // the number of the receiver's last view the sender took
+//	}
+//
+// Every node sends every peer its view once a ProbeInterval (and at once
+// when something changed): one message each way, which is both the
+// heartbeat and the answer to the other's.
+const (
+	fieldKind    protowire.Number = 1
+	fieldCluster protowire.Number = 2
+	fieldID      protowire.Number = 3
+	fieldAddr    protowire.Number = 4
+	fieldAbout   protowire.Number = 5
+	fieldFlags   protowire.Number = 6
+	fieldGroup   protowire.Number = 7
+	fieldKinds   protowire.Number = 8
+	fieldConns   protowire.Number = 9
+	fieldViewSeq protowire.Number = 10
+	fieldHeard   protowire.Number = 11
+)
+
+// Kinds of membership message.
+const (
+	probeView = 1 // here I am, and this is what I make of you
+	probeBye  = 2 // the sender is leaving the cluster
+)
+
+// Flags of a view, about the member it is sent to.
+const (
+	flagBlocked = 1 << iota // its member id is on the sender's block list
+	flagMember              // it is in the sender's member list
+	flagSending             // the sender sends it its broadcasts
+	flagAway                // the sender itself was stopped lately (its prober did not run)
+)
+
+// probe is one membership message.
+type probe struct {
+	kind    uint64
+	cluster string
+	id      string
+	addr    string
+	about   string
+	flags   uint64
+	group   []string
+	kinds   []string
+	conns   int64
+	seq     uint64
+	heard   uint64
+}
+
+func (p *probe) marshal() []byte {
+	size := 64 + len(p.cluster) + len(p.id) + len(p.addr) + len(p.about)
+	for _, s := range p.group {
+		size += 2 + len(s)
+	}
+	for _, s := range p.kinds {
+		size += 2 + len(s)
+	}
+	b := make([]byte, 0, size)
+	b = protowire.AppendTag(b, fieldKind, protowire.VarintType)
+	b = protowire.AppendVarint(b, p.kind)
+	for _, f := range []struct {
+		num protowire.Number
+		s   string
+	}{{fieldCluster, p.cluster}, {fieldID, p.id}, {fieldAddr, p.addr}, {fieldAbout, p.about}} {
+		if f.s != "" {
+			b = protowire.AppendTag(b, f.num, protowire.BytesType)
+			b = protowire.AppendString(b, f.s)
+		}
+	}
+	if p.flags != 0 {
+		b = protowire.AppendTag(b, fieldFlags, protowire.VarintType)
+		b = protowire.AppendVarint(b, p.flags)
+	}
+	for _, g := range p.group {
+		b = protowire.AppendTag(b, fieldGroup, protowire.BytesType)
+		b = protowire.AppendString(b, g)
+	}
+	for _, k := range p.kinds {
+		b = protowire.AppendTag(b, fieldKinds, protowire.BytesType)
+		b = protowire.AppendString(b, k)
+	}
+	b = protowire.AppendTag(b, fieldViewSeq, protowire.VarintType)
+	b = protowire.AppendVarint(b, p.seq)
+	b = protowire.AppendTag(b, fieldHeard, protowire.VarintType)
+	b = protowire.AppendVarint(b, p.heard)
+	b = protowire.AppendTag(b, fieldConns, protowire.VarintType)
+	return protowire.AppendVarint(b, protowire.EncodeZigZag(p.conns))
+}
+
+var errBadProbe = errors.New("cluster: malformed membership message")
+
+// maxProbeStrings bounds the repeated fields of a membership message, so
+// that a malformed or hostile one cannot make the node hold much.
+const maxProbeStrings = 256
+
+func (p *probe) unmarshal(b []byte) error {
+	*p = probe{conns: -1}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return errBadProbe
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return errBadProbe
+			}
+			b = b[n:]
+			switch num {
+			case fieldKind:
+				p.kind = v
+			case fieldFlags:
+				p.flags = v
+			case fieldConns:
+				p.conns = protowire.DecodeZigZag(v)
+			case fieldViewSeq:
+				p.seq = v
+			case fieldHeard:
+				p.heard = v
+			}
+		case typ == protowire.BytesType:
+			v, n := protowire.ConsumeString(b)
+			if n < 0 {
+				return errBadProbe
+			}
+			b = b[n:]
+			switch num {
+			case fieldCluster:
+				p.cluster = v
+			case fieldID:
+				p.id = v
+			case fieldAddr:
+				p.addr = v
+			case fieldAbout:
+				p.about = v
+			case fieldGroup:
+				if len(p.group) >= maxProbeStrings {
+					return errBadProbe
+				}
+				p.group = append(p.group, v)
+			case fieldKinds:
+				if len(p.kinds) >= maxProbeStrings {
+					return errBadProbe
+				}
+				p.kinds = append(p.kinds, v)
+			}
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return errBadProbe
+			}
+			b = b[n:]
+		}
+	}
+	if p.kind < probeView || p.kind > probeBye || p.id == "" || p.addr == "" {
+		return errBadProbe
+	}
+	return nil
+}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hydrogen-mq/hydrogen/actors/cluster"
 	"github.com/hydrogen-mq/hydrogen/broker"
 	"github.com/hydrogen-mq/hydrogen/telemetry"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -112,7 +113,12 @@ func (m *monitor) handler() http.Handler {
 
 // healthz is 200 "ok" while the broker serves and 503 "draining" from the
 // moment a shutdown begins, so a load balancer stops sending new clients
-// while the broker flushes what it queued.
+// while the broker flushes what it queued. A clustered broker is also 503,
+// "cluster joining" or "cluster isolated", while it does not exchange
+// broadcasts with the members that answer it, or they are not most of its
+// cluster: a client sent there would miss the other nodes' broadcasts, so
+// new clients belong on another node. The broker keeps serving the clients
+// it has, and turns 200 by itself once it is back.
 func (m *monitor) healthz(w http.ResponseWriter, _ *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
@@ -121,6 +127,13 @@ func (m *monitor) healthz(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "draining")
 		return
+	}
+	if n := m.b.Cluster(); n != nil {
+		if st := n.State(); st != cluster.OK {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "cluster "+st.String())
+			return
+		}
 	}
 	io.WriteString(w, "ok")
 }
@@ -164,7 +177,7 @@ func (m *monitor) index(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, "hydrogen broker monitoring\n\n"+
 		"/metrics  Prometheus metrics\n"+
-		"/healthz  200 ok while serving, 503 draining during shutdown\n"+
+		"/healthz  200 ok while serving; 503 draining during shutdown, or cluster joining/isolated\n"+
 		"/stats    the telemetry reply (0x0D) as JSON\n")
 }
 

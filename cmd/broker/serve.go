@@ -100,8 +100,10 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 		fmt.Fprintln(w, "binary message is one payload, and a WebSocket stream is like any other.")
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "With --cluster NAME --cluster-addr HOST:PORT --peers HOST:PORT,... it joins a")
-		fmt.Fprintln(w, "cluster of brokers (protoactor-go's, automanaged membership over the peers):")
-		fmt.Fprintln(w, "a broadcast on any node reaches the streams of every node.")
+		fmt.Fprintln(w, "cluster of brokers (protoactor-go's; members found by probing the peers over")
+		fmt.Fprintln(w, "the cluster port): a broadcast on any node reaches the streams of every node.")
+		fmt.Fprintln(w, "--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca make the traffic")
+		fmt.Fprintln(w, "between nodes mutual TLS; SIGHUP re-reads the files.")
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Flags:")
 		fs.PrintDefaults()
@@ -213,6 +215,9 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		return usageError(stderr, "serve", "%v", err)
 	}
 	reloaders = append(reloaders, tlsReload...)
+	if clusterCfg != nil && clusterCfg.TLS != nil {
+		reloaders = append(reloaders, clusterTLSReloader(clusterCfg.TLS, log))
+	}
 
 	// The monitoring address is bound before the broker's, so that a
 	// failure to bind it leaves nothing to unwind but this listener.
