@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 		"baseline-tls":      benchecho.ServeBaselineTLS,
 		"broker-eager":      serveEchoEager,
 		"broker-lazy":       serveEchoQuiet,
+		"broker-onloop-ws":  serveOnLoopEchoWS,
+		"baseline-ws":       benchecho.ServeBaselineWebSocket,
 	})
 	goleak.VerifyTestMain(m,
 		// protoactor-go's dead-letter throttle outlives the actor system

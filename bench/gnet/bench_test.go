@@ -215,14 +215,16 @@ func BenchmarkIdleConns(b *testing.B) {
 			if spoke {
 				mode = "spoke"
 			}
-			b.Run(s.name+"/"+mode, func(b *testing.B) { idleStorms(b, s, spoke) })
+			b.Run(s.name+"/"+mode, func(b *testing.B) { idleStorms(b, s.name+"/echo", loadgen.Connect{}, spoke) })
 		}
 	}
 }
 
-// idleStorms is one of BenchmarkIdleConns' sub-benchmarks.
-func idleStorms(b *testing.B, s server, spoke bool) {
-	p := benchproc.Start(b, s.name+"/echo")
+// idleStorms is one of BenchmarkIdleConns' (and BenchmarkWSIdleConns')
+// sub-benchmarks: storms against the echo server child, its connections
+// made as cn says.
+func idleStorms(b *testing.B, child string, cn loadgen.Connect, spoke bool) {
+	p := benchproc.Start(b, child)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	rss0 := settledRSS(b, p)
@@ -237,7 +239,7 @@ func idleStorms(b *testing.B, s server, spoke bool) {
 	for i := range b.N {
 		cpu0 := p.CPU(b)
 		b.StartTimer()
-		set, err := loadgen.Open(ctx, loadgen.ConnsConfig{Addr: p.Addr, N: idleConns, SkipVerify: !spoke})
+		set, err := loadgen.Open(ctx, loadgen.ConnsConfig{Addr: p.Addr, N: idleConns, Connect: cn, SkipVerify: !spoke})
 		b.StopTimer()
 		serverCPU += p.CPU(b) - cpu0
 		if err != nil {

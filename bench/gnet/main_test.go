@@ -17,8 +17,14 @@
 //     a gnet user would (gnetBroadcast);
 //   - baseline: internal/baseline, a goroutine per connection.
 //
-// It is a module of its own so that gnet and its dependencies never
-// enter the broker's go.mod.
+// The WebSocket benchmarks (BenchmarkWSEcho, BenchmarkWSIdleConns) run
+// the broker's WebSocket listener beside goroutine-per-connection echo
+// servers on gobwas/ws (internal/baseline's), gorilla/websocket and
+// coder/websocket (wsServers), the load generator's connections upgraded
+// (loadgen.Connect.WebSocket).
+//
+// It is a module of its own so that gnet, gorilla/websocket,
+// coder/websocket and their dependencies never enter the broker's go.mod.
 package gnet_test
 
 import (
@@ -39,6 +45,9 @@ func TestMain(m *testing.M) {
 	for _, s := range servers {
 		children[s.name+"/echo"] = s.echo
 		children[s.name+"/broadcast"] = s.broadcast
+	}
+	for _, s := range wsServers {
+		children["ws/"+s.name] = s.start
 	}
 	benchproc.Main(children)
 	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())

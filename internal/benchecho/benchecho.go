@@ -128,3 +128,14 @@ func ServeBaselineTLS() (string, error) {
 	}
 	return s.Addr(), nil
 }
+
+// ServeBaselineWebSocket starts the WebSocket baseline (a goroutine per
+// connection on github.com/gobwas/ws) on 127.0.0.1, for a
+// benchproc.Servers entry: it runs until the process exits.
+func ServeBaselineWebSocket() (string, error) {
+	s, err := baseline.ListenWebSocket("127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	return s.Addr(), nil
+}

@@ -31,15 +31,22 @@ const (
 )
 
 // Connect is how a load generator's connections reach a broker beyond
-// TCP: TLS, and a credential, when the broker requires them.
+// TCP: TLS, and a credential, when the broker requires them, and
+// WebSocket.
 type Connect struct {
 	TLS        *tls.Config // nil: plain TCP
 	Credential []byte      // nil: no authentication
+	// WebSocket upgrades each connection (after TLS, before the
+	// credential) and sends each frame's payload as one binary message,
+	// as a broker's WebSocket listener expects (docs/PROTOCOL.md); the
+	// workloads run unchanged. See websocket.go.
+	WebSocket bool
 }
 
-// dial opens one connection to addr: TCP, then the TLS handshake and
-// the credential's, if asked for. The credential's answer is read to its
-// last byte and no further, so nothing meant for the generator is lost.
+// dial opens one connection to addr: TCP, then the TLS handshake, the
+// WebSocket upgrade and the credential's, if asked for. The credential's
+// answer is read to its last byte and no further, so nothing meant for
+// the generator is lost.
 func (cn Connect) dial(ctx context.Context, d *net.Dialer, addr string) (net.Conn, error) {
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -59,6 +66,14 @@ func (cn Connect) dial(ctx context.Context, d *net.Dialer, addr string) (net.Con
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
 		c = tc
+	}
+	if cn.WebSocket {
+		wc, err := upgradeWS(ctx, c, addr, cn.TLS != nil, d.Timeout)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("WebSocket upgrade: %w", err)
+		}
+		c = wc
 	}
 	if cn.Credential != nil {
 		if err := authenticate(c, cn.Credential, d.Timeout); err != nil {

@@ -3,6 +3,9 @@
 // Fanout for one-to-many delivery, Conns for how many connections a server
 // takes. It speaks the frame protocol itself over plain net.Conns with
 // package wire, so that it measures the server and not a client library.
+// With Connect.WebSocket the same workloads run over WebSocket: each
+// connection is upgraded and a thin adapter carries each frame's payload
+// as one binary message (websocket.go).
 //
 // Payloads carry the send time as nanoseconds since a process-wide
 // monotonic base, so latency is the receive time minus the stamp, recorded
