@@ -2,6 +2,7 @@ package actors
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"sync"
 
@@ -41,8 +42,8 @@ type groups struct {
 	byName map[string]*group
 }
 
-// Group is the group named name. Names are opaque byte strings; the
-// application chooses them (and whom it lets use which).
+// Group is the group named name. Names are opaque, non-empty byte
+// strings; the application chooses them (and whom it lets use which).
 func (l *StreamList) Group(name string) Group { return Group{set: l.set, name: name, from: l.from} }
 
 // Name is the group's name.
@@ -69,9 +70,16 @@ func (g Group) lookup(create bool) *group {
 	return grp
 }
 
+// ErrGroupName is Join's error for a group with an empty name.
+var ErrGroupName = errors.New("actors: a group's name must not be empty")
+
 // Join adds s to the group; joining twice is joining once. It fails with
-// netpoll.ErrClosed once s has closed.
+// netpoll.ErrClosed once s has closed, and with ErrGroupName for the
+// group named "", which has no members.
 func (g Group) Join(s *Stream) error {
+	if g.name == "" {
+		return ErrGroupName
+	}
 	for {
 		grp := g.lookup(true)
 		s.gmu.Lock()
@@ -203,11 +211,16 @@ func (g Group) Each(fn func(*Stream) bool) {
 // queued for, as StreamList.Broadcast does.
 func (g Group) Broadcast(payload []byte) (int, error) { return g.BroadcastExcept(nil, payload) }
 
-// BroadcastExcept sends payload to every member but except.
+// BroadcastExcept sends payload to every member but except. On a
+// clustered broker it also reaches the group's members on every other
+// node (the count is of this node's).
 func (g Group) BroadcastExcept(except *Stream, payload []byte) (int, error) {
 	frame, err := wire.Encode(payload)
 	if err != nil {
 		return 0, err
+	}
+	if g.set.remote != nil && g.name != "" {
+		g.set.remote(except, g.name, payload)
 	}
 	return g.sendFrame(except, frame), nil
 }

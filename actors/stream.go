@@ -229,7 +229,7 @@ type streamSet struct {
 
 	// remote, when set, also carries every broadcast to the other nodes
 	// of a cluster; nil on a broker running alone. Set before serving.
-	remote func(from *Stream, payload []byte)
+	remote func(from *Stream, group string, payload []byte)
 
 	groups      groups
 	batches     batches // streams holding broadcasts gathered in a run
@@ -324,7 +324,7 @@ func (l *StreamList) BroadcastExcept(except *Stream, payload []byte) (int, error
 		return 0, fmt.Errorf("%w: %d bytes", wire.ErrPayloadTooLarge, len(payload))
 	}
 	if l.set.remote != nil {
-		l.set.remote(except, payload)
+		l.set.remote(except, "", payload)
 	}
 	if l.from != nil && l.from.gather(except, payload) {
 		n := l.Len()
@@ -340,15 +340,31 @@ func (l *StreamList) BroadcastExcept(except *Stream, payload []byte) (int, error
 	return l.SendFrameExcept(except, frame), nil
 }
 
-// SetRemote makes Broadcast and BroadcastExcept also hand each payload
-// to publish, with the stream excepted (the publishing stream, for the
-// built-in broadcast application; nil for Broadcast). A clustered broker
-// sets it to publish to the other nodes, and hands what they publish to
-// SendFrameExcept, which does not call it again. publish must copy payload
+// SetRemote makes Broadcast and BroadcastExcept, and a Group's, also hand
+// each payload to publish, with the stream excepted (the publishing
+// stream, for the built-in applications; nil for Broadcast) and the
+// group's name ("" for the whole list). A clustered broker sets it to
+// publish to the other nodes, and hands what they publish to
+// DeliverRemote, which does not call it again. publish must copy payload
 // and must not block. Call it before the first broadcast: it is read
 // without synchronisation.
-func (l *StreamList) SetRemote(publish func(from *Stream, payload []byte)) {
+func (l *StreamList) SetRemote(publish func(from *Stream, group string, payload []byte)) {
 	l.set.remote = publish
+}
+
+// DeliverRemote queues what another node published to the streams here:
+// to every stream when group is "", else to the group's members (none, if
+// it has none here). It returns how many streams it was queued for, and
+// does not publish anything again.
+func (l *StreamList) DeliverRemote(group string, payload []byte) (int, error) {
+	frame, err := wire.Encode(payload)
+	if err != nil {
+		return 0, err
+	}
+	if group == "" {
+		return l.SendFrameExcept(nil, frame), nil
+	}
+	return Group{set: l.set, name: group}.sendFrame(nil, frame), nil
 }
 
 // SendFrameExcept queues an encoded frame (wire.Encode) to every open

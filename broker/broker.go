@@ -57,6 +57,9 @@ type (
 // ErrAuth is the reason a stream closes when its credential is refused.
 var ErrAuth = actors.ErrAuth
 
+// ErrGroupName is Group.Join's error for the group named "".
+var ErrGroupName = actors.ErrGroupName
+
 // Config configures a Broker. The zero value of every field means the
 // default in its comment, so Config{} is a broker on 0.0.0.0:1337.
 type Config struct {
@@ -317,21 +320,19 @@ func (b *Broker) joinCluster(cc cluster.Config) error {
 	if cc.Conns == nil {
 		cc.Conns = streams.Len
 	}
-	node, err := cluster.Start(cc, func(_ uint64, payload []byte) {
-		if frame, err := wire.Encode(payload); err == nil {
-			streams.SendFrameExcept(nil, frame)
-		}
+	node, err := cluster.Start(cc, func(_ uint64, group string, payload []byte) {
+		_, _ = streams.DeliverRemote(group, payload) // a payload over the limit came from no broker of ours
 	})
 	if err != nil {
 		return err
 	}
 	b.node = node
-	streams.SetRemote(func(from *Stream, payload []byte) {
+	streams.SetRemote(func(from *Stream, group string, payload []byte) {
 		var id uint64
 		if from != nil {
 			id = from.ID()
 		}
-		_ = node.Publish(id, payload) // ErrFull is counted and logged by the node
+		_ = node.PublishGroup(id, group, payload) // ErrFull is counted and logged by the node
 	})
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hydrogen-mq/hydrogen/client"
+	"github.com/hydrogen-mq/hydrogen/internal/testnet"
 )
 
 // psCmd sends one pubsub command and returns the answer, skipping MSG
@@ -73,5 +74,68 @@ func TestPubSubBinary(t *testing.T) {
 	}
 	if _, err := other.Recv(ctxWithin(t, 200*time.Millisecond)); err == nil {
 		t.Error("a subscriber of another topic got a message")
+	}
+}
+
+// TestPubSubCluster runs `--app pubsub` on a cluster of three brokers:
+// two publishers, on the first and the second node, interleave numbered
+// PUBs on one topic; its subscribers on every node (the first publisher
+// among them) get each PUB exactly once and each publisher's in order; a
+// subscriber of another topic, and a client subscribed to nothing, on
+// the node with no publisher get none. A topic's frames go to the other
+// nodes as a group's, not to every stream.
+func TestPubSubCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three brokers forming a cluster: seconds")
+	}
+	addrs := []string{testnet.ClusterAddr(t), testnet.ClusterAddr(t), testnet.ClusterAddr(t)}
+	nodes := make([]*clNode, 3)
+	for i := range nodes {
+		nodes[i] = clStart(t, addrs[i], addrs, "--app", "pubsub")
+	}
+	clWaitOK(t, nodes, 30*time.Second)
+
+	pubs := []*client.Client{dial(t, nodes[0].Addr), dial(t, nodes[1].Addr)}
+	subs := []*client.Client{pubs[0], dial(t, nodes[0].Addr), dial(t, nodes[1].Addr), dial(t, nodes[2].Addr), dial(t, nodes[2].Addr)}
+	other, idle := dial(t, nodes[2].Addr), dial(t, nodes[2].Addr)
+	for _, s := range subs {
+		if a, _ := psCmd(t, s, "SUB ticks"); a != "+OK" {
+			t.Fatalf("SUB: %q", a)
+		}
+	}
+	if a, _ := psCmd(t, other, "SUB other"); a != "+OK" {
+		t.Fatalf("SUB: %q", a)
+	}
+	const n = 2000
+	for i := range n {
+		for p, c := range pubs {
+			if err := c.Send(fmt.Appendf(nil, "PUB ticks %d %d", p, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for si, s := range subs {
+		next := []int{0, 0}
+		oks := 0
+		for next[0] < n || next[1] < n || (si == 0 && oks < n) {
+			got := string(recv(t, s))
+			if got == "+OK" {
+				oks++
+				continue
+			}
+			var p, i int
+			if _, err := fmt.Sscanf(got, "MSG ticks %d %d", &p, &i); err != nil {
+				t.Fatalf("subscriber %d: %q", si, got)
+			}
+			if i != next[p] {
+				t.Fatalf("subscriber %d: publisher %d's message %d, want %d (a gap, a duplicate or a reordering)", si, p, i, next[p])
+			}
+			next[p]++
+		}
+	}
+	for name, c := range map[string]*client.Client{"a subscriber of another topic": other, "a client subscribed to nothing": idle} {
+		if p, err := c.Recv(ctxWithin(t, 300*time.Millisecond)); err == nil {
+			t.Errorf("%s got %q", name, p)
+		}
 	}
 }

@@ -56,7 +56,12 @@ func newBareNode(t *testing.T) *bareNode {
 		acks:    map[string]*pendingAck{},
 		seen:    map[string]*origin{},
 		kick:    make(chan struct{}, 1),
-		deliver: func(pub uint64, p []byte) { b.got = append(b.got, fmt.Sprintf("%d/%s", pub, p)) },
+		deliver: func(pub uint64, g string, p []byte) {
+			if g != "" {
+				p = fmt.Appendf(nil, "%s@%s", p, g)
+			}
+			b.got = append(b.got, fmt.Sprintf("%d/%s", pub, p))
+		},
 	}
 	// Retired: its acks go nowhere (it has no remote to send them with).
 	inc := &incarnation{n: b.Node, sys: sys, id: "self", self: actor.NewPID("10.0.0.9:7000", receiverName+"self"), retired: true}
@@ -74,7 +79,7 @@ func (b *bareNode) addPeer(id, addr string) {
 func encodeBatch(node, seq uint64, payloads ...string) []byte {
 	var b []byte
 	for _, p := range payloads {
-		b = appendFrame(b, 1, []byte(p))
+		b = appendFrame(b, 1, "", []byte(p))
 	}
 	return appendHeader(b, node, seq, 0)
 }
@@ -136,15 +141,22 @@ func TestReceiverTakesEachBatchOnce(t *testing.T) {
 }
 
 // TestReceiverDeliversFramesInOrder checks that a batch's frames reach
-// deliver in the order published, with their publishers.
+// deliver in the order published, with their publishers and groups, the
+// group frames and the others interleaved.
 func TestReceiverDeliversFramesInOrder(t *testing.T) {
 	b := newBareNode(t)
 	b.addPeer("m1", "10.0.0.1:7000")
+	groupOf := func(i int) string {
+		if i%4 == 0 {
+			return ""
+		}
+		return fmt.Sprintf("g%d", i%3)
+	}
 	var raw []byte
 	for i := range 100 {
 		p := make([]byte, 8)
 		binary.BigEndian.PutUint64(p, uint64(i))
-		raw = appendFrame(raw, uint64(i%3), p)
+		raw = appendFrame(raw, uint64(i%3), groupOf(i), p)
 	}
 	raw = appendHeader(raw, 5, 1, 0)
 	b.onBatch(b.inc, actor.NewPID("10.0.0.1:7000", receiverName+"m1"), raw)
@@ -153,11 +165,14 @@ func TestReceiverDeliversFramesInOrder(t *testing.T) {
 	}
 	for i, g := range b.got {
 		var pub uint64
-		var p string
 		fmt.Sscanf(g, "%d/", &pub)
-		p = g[strings.Index(g, "/")+1:]
-		if pub != uint64(i%3) || binary.BigEndian.Uint64([]byte(p)) != uint64(i) {
-			t.Fatalf("frame %d: publisher %d, payload %x", i, pub, p)
+		p := g[strings.Index(g, "/")+1:]
+		group := ""
+		if len(p) > 8 {
+			p, group = p[:8], strings.TrimPrefix(p[8:], "@")
+		}
+		if pub != uint64(i%3) || binary.BigEndian.Uint64([]byte(p)) != uint64(i) || group != groupOf(i) {
+			t.Fatalf("frame %d: publisher %d, payload %x, group %q", i, pub, p, group)
 		}
 	}
 }

@@ -31,7 +31,7 @@ type benchNode struct {
 	what atomic.Pointer[string]
 }
 
-func (bn *benchNode) deliver(pub uint64, p []byte) {
+func (bn *benchNode) deliver(pub uint64, _ string, p []byte) {
 	seq := binary.BigEndian.Uint64(p)
 	if pub != bn.pub.Load() || seq != bn.next {
 		if bn.bad.Add(1) == 1 {

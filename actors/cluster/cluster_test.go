@@ -50,7 +50,7 @@ func (r *recorder) expect(publisher, seq uint64) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) deliver(publisher uint64, payload []byte) {
+func (r *recorder) deliver(publisher uint64, _ string, payload []byte) {
 	seq := binary.BigEndian.Uint64(payload)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -308,7 +308,7 @@ func TestSingleNode(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	deliver := func(uint64, []byte) {}
+	deliver := func(uint64, string, []byte) {}
 	for _, c := range []cluster.Config{
 		{Addr: "127.0.0.1:7000"},
 		{Name: "x", Addr: "127.0.0.1"},
@@ -351,9 +351,9 @@ func TestSlowPeerLosesOnlyItsOwn(t *testing.T) {
 		deliver := rec.deliver
 		if i == 2 {
 			rec.lossy = true
-			deliver = func(origin uint64, p []byte) {
+			deliver = func(origin uint64, g string, p []byte) {
 				<-stall
-				rec.deliver(origin, p)
+				rec.deliver(origin, g, p)
 			}
 		}
 		n, err := cluster.Start(cluster.Config{

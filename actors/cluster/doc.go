@@ -97,6 +97,7 @@
 //	message Frame {
 //	  uint64 publisher = 1;       // who published it (a stream, for the broker)
 //	  bytes payload = 2;
+//	  string group = 3;           // for the members of this group only; absent: for every stream
 //	}
 //
 // written with protowire (fields may come in any order on the protobuf

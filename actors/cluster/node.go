@@ -158,7 +158,7 @@ type Node struct {
 	advertise string
 	peerAddrs []string // configured peers but this node
 	nodes     int      // configured nodes, this one included
-	deliver   func(origin uint64, payload []byte)
+	deliver   func(origin uint64, group string, payload []byte)
 	started   time.Time
 
 	mu          sync.Mutex
@@ -237,9 +237,10 @@ type origin struct {
 // on, and starts the node. It returns at once: the node joins its cluster
 // in the background (State is Joining until it has; a join that fails is
 // retried), so the broker serves its own clients meanwhile. deliver is
-// handed every frame from another node, one at a time and in order; its
+// handed every frame from another node, one at a time and in order, with
+// the group it was published to ("" for a frame to every stream); its
 // payload is valid only until it returns.
-func Start(cfg Config, deliver func(origin uint64, payload []byte)) (*Node, error) {
+func Start(cfg Config, deliver func(origin uint64, group string, payload []byte)) (*Node, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("cluster: a cluster name is required")
 	}
@@ -367,10 +368,19 @@ func probeListen(addr string) error {
 // frames waiting for a batch are over MaxPending it drops the frame,
 // counts it, and returns ErrFull.
 func (n *Node) Publish(publisher uint64, payload []byte) error {
+	return n.PublishGroup(publisher, "", payload)
+}
+
+// PublishGroup is Publish for the members of a group on the other nodes:
+// the frame carries the group's name, and each node hands it to deliver
+// with it. Group frames and others of one publisher keep their order
+// between them. Every other member gets the frame, whether or not it has
+// members of the group.
+func (n *Node) PublishGroup(publisher uint64, group string, payload []byte) error {
 	if n.closed.Load() {
 		return ErrClosed
 	}
-	size := frameSize(publisher, len(payload))
+	size := frameSize(publisher, group, len(payload))
 	n.mu.Lock()
 	if n.sendable == 0 {
 		n.mu.Unlock()
@@ -386,7 +396,7 @@ func (n *Node) Publish(publisher uint64, payload []byte) error {
 		n.cur = make([]byte, 0, min(maxBatchBytes+size+64, 2*maxBatchBytes))
 		n.curFirst = n.nextFrame
 	}
-	n.cur = appendFrame(n.cur, publisher, payload)
+	n.cur = appendFrame(n.cur, publisher, group, payload)
 	n.curFrames++
 	n.nextFrame++
 	n.waiting += size
@@ -767,9 +777,9 @@ func (n *Node) take(addr string, node, seq uint64, b []byte) {
 	}
 	o.seq = seq
 	frames := uint64(0)
-	if err := eachFrame(b, func(publisher uint64, payload []byte) {
+	if err := eachFrame(b, func(publisher uint64, group, payload []byte) {
 		frames++
-		n.deliver(publisher, payload)
+		n.deliver(publisher, string(group), payload)
 	}); err != nil {
 		n.log.Warn("cluster: malformed batch cut short", "from", addr, "err", err)
 	}

@@ -16,23 +16,35 @@ const (
 
 	fieldPublisher protowire.Number = 1
 	fieldPayload   protowire.Number = 2
+	fieldGroupName protowire.Number = 3
 )
 
-// frameSize is the bytes one frame adds to a batch.
-func frameSize(publisher uint64, n int) int {
+// frameInner is the size of a Frame's fields.
+func frameInner(publisher uint64, group string, n int) int {
 	inner := protowire.SizeTag(fieldPublisher) + protowire.SizeVarint(publisher) +
 		protowire.SizeTag(fieldPayload) + protowire.SizeBytes(n)
-	return protowire.SizeTag(fieldFrames) + protowire.SizeBytes(inner)
+	if group != "" {
+		inner += protowire.SizeTag(fieldGroupName) + protowire.SizeBytes(len(group))
+	}
+	return inner
 }
 
-// appendFrame appends one Frame, as field 4 of a Batch, to b.
-func appendFrame(b []byte, publisher uint64, payload []byte) []byte {
-	inner := protowire.SizeTag(fieldPublisher) + protowire.SizeVarint(publisher) +
-		protowire.SizeTag(fieldPayload) + protowire.SizeBytes(len(payload))
+// frameSize is the bytes one frame adds to a batch.
+func frameSize(publisher uint64, group string, n int) int {
+	return protowire.SizeTag(fieldFrames) + protowire.SizeBytes(frameInner(publisher, group, n))
+}
+
+// appendFrame appends one Frame, as field 4 of a Batch, to b. An empty
+// group leaves the field out: the frame is for every stream.
+func appendFrame(b []byte, publisher uint64, group string, payload []byte) []byte {
 	b = protowire.AppendTag(b, fieldFrames, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(inner))
+	b = protowire.AppendVarint(b, uint64(frameInner(publisher, group, len(payload))))
 	b = protowire.AppendTag(b, fieldPublisher, protowire.VarintType)
 	b = protowire.AppendVarint(b, publisher)
+	if group != "" {
+		b = protowire.AppendTag(b, fieldGroupName, protowire.BytesType)
+		b = protowire.AppendString(b, group)
+	}
 	b = protowire.AppendTag(b, fieldPayload, protowire.BytesType)
 	return protowire.AppendBytes(b, payload)
 }
@@ -82,9 +94,9 @@ func batchHeader(b []byte) (node, seq, first uint64, err error) {
 	return node, seq, first, nil
 }
 
-// eachFrame calls fn for every Frame of a Batch, in order. payload
-// aliases b.
-func eachFrame(b []byte, fn func(publisher uint64, payload []byte)) error {
+// eachFrame calls fn for every Frame of a Batch, in order. group and
+// payload alias b.
+func eachFrame(b []byte, fn func(publisher uint64, group, payload []byte)) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -105,7 +117,7 @@ func eachFrame(b []byte, fn func(publisher uint64, payload []byte)) error {
 		}
 		b = b[n:]
 		var publisher uint64
-		var payload []byte
+		var group, payload []byte
 		for len(f) > 0 {
 			num, typ, n := protowire.ConsumeTag(f)
 			if n < 0 {
@@ -117,6 +129,8 @@ func eachFrame(b []byte, fn func(publisher uint64, payload []byte)) error {
 				publisher, n = protowire.ConsumeVarint(f)
 			case num == fieldPayload && typ == protowire.BytesType:
 				payload, n = protowire.ConsumeBytes(f)
+			case num == fieldGroupName && typ == protowire.BytesType:
+				group, n = protowire.ConsumeBytes(f)
 			default:
 				n = protowire.ConsumeFieldValue(num, typ, f)
 			}
@@ -125,7 +139,7 @@ func eachFrame(b []byte, fn func(publisher uint64, payload []byte)) error {
 			}
 			f = f[n:]
 		}
-		fn(publisher, payload)
+		fn(publisher, group, payload)
 	}
 	return nil
 }
