@@ -36,30 +36,56 @@ type injector struct {
 	gone chan string // addresses its remote gave up on
 }
 
+// The injector is made once for the test process and stopped by
+// TestMain: protoactor's remote sets grpc's global logger each time one
+// starts, which races with the goroutines a stopped remote's connections
+// leave running for a moment.
+var injectorOnce struct {
+	sync.Once
+	inj *injector
+}
+
+// newInjector is the test process's injector, started at the first call;
+// addresses its remote gave up on before are forgotten.
 func newInjector(t *testing.T) *injector {
 	t.Helper()
-	addr := testnet.ClusterAddr(t)
-	host, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
-	rcfg := remote.Configure(host, p, remote.WithAdvertisedHost(addr))
-	rcfg.MaxRetryCount = 1
-	r := remote.NewRemote(sys, rcfg)
-	inj := &injector{sys: sys, r: r, addr: addr, gone: make(chan string, 16)}
-	sys.EventStream.Subscribe(func(evt any) {
-		if e, ok := evt.(*remote.EndpointTerminatedEvent); ok {
-			select {
-			case inj.gone <- e.Address:
-			default:
+	injectorOnce.Do(func() {
+		addr := testnet.ClusterAddr(t)
+		host, port, _ := net.SplitHostPort(addr)
+		p, _ := strconv.Atoi(port)
+		sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
+		rcfg := remote.Configure(host, p, remote.WithAdvertisedHost(addr))
+		rcfg.MaxRetryCount = 1
+		r := remote.NewRemote(sys, rcfg)
+		inj := &injector{sys: sys, r: r, addr: addr, gone: make(chan string, 16)}
+		sys.EventStream.Subscribe(func(evt any) {
+			if e, ok := evt.(*remote.EndpointTerminatedEvent); ok {
+				select {
+				case inj.gone <- e.Address:
+				default:
+				}
 			}
+		})
+		r.Start()
+		injectorOnce.inj = inj
+	})
+	inj := injectorOnce.inj
+	for {
+		select {
+		case <-inj.gone:
+			continue
+		default:
 		}
-	})
-	r.Start()
-	t.Cleanup(func() {
-		r.Shutdown(true)
-		sys.Shutdown()
-	})
-	return inj
+		return inj
+	}
+}
+
+// stopInjector stops the injector, if one was made.
+func stopInjector() {
+	if inj := injectorOnce.inj; inj != nil {
+		inj.r.Shutdown(true)
+		inj.sys.Shutdown()
+	}
 }
 
 // batch is a broadcast batch as the nodes encode it: frames from one

@@ -67,6 +67,7 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		// goleak checks this process; the broker is another one.
 		code = m.Run()
+		stopInjector()
 		if code == 0 {
 			if err := goleak.Find(); err != nil {
 				fmt.Fprintln(os.Stderr, "goleak:", err)
