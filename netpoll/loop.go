@@ -70,8 +70,10 @@ type loop struct {
 	stalledConns []*Conn // connections whose reading a flow-control stall holds
 	tlsMore      []*Conn // TLS connections with plaintext that may be left to drain
 	tlsMoreLocal []*Conn
-	memStalled   bool   // the memory budget's stall, applied to every mask
-	reclaimSeen  uint64 // the budget's reclaimSeq this loop has acted on
+	memStalled   bool          // the memory budget's stall, applied to every mask
+	reclaimSeen  uint64        // the budget's reclaimSeq this loop has acted on
+	lingering    map[int]int64 // closed sockets lingering (linger.go), fd → until
+	noLinger     bool          // Config.noLinger
 	reclaimBuf   []holder
 
 	// Shared with other goroutines under mu.
@@ -133,6 +135,7 @@ func (l *loop) stop() {
 	for _, c := range orphans {
 		l.refuse(c.fd)
 	}
+	l.expireLingering(true)
 	l.p.close()
 }
 
@@ -161,6 +164,8 @@ func (l *loop) run() error {
 			switch {
 			case ev.Pad == wakeMarker:
 				l.p.drainWake()
+			case ev.Pad == lingerMarker:
+				l.lingerEvent(int(ev.Fd))
 			case ev.Pad <= listenerMarker:
 				if i := int(listenerMarker - ev.Pad); i < len(l.lns) {
 					l.accept(i)
@@ -612,7 +617,11 @@ func (l *loop) close(c *Conn, err error, r reason) {
 	// Closing the fd removes it from the epoll set; the fd number may be
 	// reused at once, which the generation in the event data guards.
 	l.byFD[c.fd] = nil
-	unix.Close(c.fd)
+	if lingers(r) && !c.readClosed {
+		l.linger(c.fd, true)
+	} else {
+		unix.Close(c.fd)
+	}
 	l.nconns--
 	// The reason is counted before the connection leaves Open, so a reader
 	// that sees Open fall also sees why.
@@ -701,6 +710,7 @@ func (l *loop) closeListener() {
 // timeouts, and the linger of half-closed connections.
 func (l *loop) tick() {
 	l.nextTick = l.now + l.tickEvery
+	l.expireLingering(false)
 	for _, c := range l.byFD {
 		if c == nil {
 			continue
@@ -870,7 +880,7 @@ func (l *loop) refuseLimit(ln *listener, fd int, remote *net.TCPAddr, what strin
 	if ln.refusal != nil {
 		_, _ = unix.Write(fd, ln.refusal)
 	}
-	unix.Close(fd)
+	l.linger(fd, false)
 	l.stats.closed[reasonLimit].Add(1)
 	l.srv.limitLog.warn(l.log, "connection refused: limit reached", "remote", remote.String(), "limit", what, "max", limit)
 }

@@ -20,7 +20,8 @@ func TestFDReuse(t *testing.T) {
 	for _, loops := range []int{1, 2} {
 		t.Run(fmt.Sprintf("%d loops", loops), func(t *testing.T) {
 			h := newHandler(t, replyEcho)
-			s := startServer(t, Config{Loops: loops, MaxPending: 64 << 20}, h)
+			// Lingering would keep A's fd past its close.
+			s := startServer(t, Config{Loops: loops, MaxPending: 64 << 20, noLinger: true}, h)
 			reused := 0
 			for i := range iterations {
 				if fdReuseOnce(t, s, h, i) {

@@ -63,6 +63,10 @@ type Config struct {
 	// Listeners are more addresses to serve on, each with its own
 	// transport (TLS, WebSocket).
 	Listeners []Listener
+
+	// noLinger closes every socket at once (tests that need an fd
+	// number back at the close).
+	noLinger bool
 }
 
 // Defaults, where they are not obvious from Config's comments.
@@ -247,6 +251,7 @@ func Listen(cfg Config, h Handler) (*Server, error) {
 			idleTimeout:  int64(cfg.IdleTimeout),
 			frameTimeout: int64(cfg.FrameTimeout),
 			tickEvery:    int64(tick),
+			noLinger:     cfg.noLinger,
 			buf:          make([]byte, cfg.ReadBufferSize),
 		})
 		if transports(cfg) {
