@@ -118,14 +118,14 @@ type Config struct {
 	// every payload: for development, not production.
 	DebugPayloads bool
 	// Cluster, when set, joins this broker to a cluster of brokers (see
-	// package actors/cluster): every broadcast through the StreamList
+	// ClusterConfig): every broadcast through the StreamList
 	// also reaches the streams of every other node, and theirs reach this
 	// node's. Its Provider chooses how members are found: nil is
 	// protoactor's automanaged provider over Cluster.Peers; set a consul,
 	// etcd or Kubernetes provider from protoactor-go's
 	// cluster/clusterproviders instead. Its Logger defaults to Logger.
 	// Default nil: the broker runs alone and pays nothing for clustering.
-	Cluster *cluster.Config
+	Cluster *ClusterConfig
 }
 
 // Defaults of Config.
@@ -298,7 +298,7 @@ func (b *Broker) joinCluster(cc cluster.Config) error {
 
 // Cluster is the broker's cluster node, for its members and counters;
 // nil when the broker runs alone.
-func (b *Broker) Cluster() *cluster.Node { return b.node }
+func (b *Broker) Cluster() *ClusterNode { return b.node }
 
 // clusterInfo is the cluster part of a telemetry reply.
 func (b *Broker) clusterInfo() *telemetry.Cluster {
@@ -316,10 +316,6 @@ func (b *Broker) clusterInfo() *telemetry.Cluster {
 	}
 	return c
 }
-
-// ClusterInfo describes the cluster for telemetry (the 0x0D reply's and
-// /stats' cluster object); nil when the broker runs alone.
-func (b *Broker) ClusterInfo() *telemetry.Cluster { return b.clusterInfo() }
 
 // leaveCluster leaves the cluster, if the broker is in one.
 func (b *Broker) leaveCluster(ctx context.Context) error {
