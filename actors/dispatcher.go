@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// dispatcher runs actor mailboxes on a pool of long-lived worker
+// Dispatcher runs actor mailboxes on a pool of long-lived worker
 // goroutines fed from one run queue.
 //
 // protoactor's default dispatcher starts a goroutine every time an idle
@@ -21,7 +21,7 @@ import (
 // other mailbox, a watchdog checks the queue while it is not empty, and
 // when no mailbox has finished for stallAfter it starts one more worker,
 // up to maxWorkers in all.
-type dispatcher struct {
+type Dispatcher struct {
 	throughput int
 	awakeMax   int32 // workers kept awake while there is work: GOMAXPROCS
 	maxWorkers int32
@@ -47,8 +47,12 @@ type dispatcher struct {
 // microseconds), short against a person waiting.
 const stallAfter = 10 * time.Millisecond
 
-func newDispatcher(awake, maxWorkers, throughput int) *dispatcher {
-	d := &dispatcher{
+// NewDispatcher starts a Dispatcher that keeps up to awake workers
+// running while there is work, adds workers up to maxWorkers when the
+// queue stalls, and runs up to throughput messages of a mailbox before it
+// yields. Stop it when the actor system is done with it.
+func NewDispatcher(awake, maxWorkers, throughput int) *Dispatcher {
+	d := &Dispatcher{
 		throughput: throughput,
 		awakeMax:   int32(max(awake, 1)),
 		maxWorkers: int32(max(maxWorkers, awake, 1)),
@@ -61,9 +65,11 @@ func newDispatcher(awake, maxWorkers, throughput int) *dispatcher {
 	return d
 }
 
-func (d *dispatcher) Throughput() int { return d.throughput }
+// Throughput implements actor.Dispatcher.
+func (d *Dispatcher) Throughput() int { return d.throughput }
 
-func (d *dispatcher) Schedule(fn func()) {
+// Schedule implements actor.Dispatcher: fn runs on a worker.
+func (d *Dispatcher) Schedule(fn func()) {
 	d.mu.Lock()
 	d.queue = append(d.queue, fn)
 	d.pending.Add(1)
@@ -83,14 +89,14 @@ func (d *dispatcher) Schedule(fn func()) {
 }
 
 // spawnLocked starts a worker that begins awake.
-func (d *dispatcher) spawnLocked() {
+func (d *Dispatcher) spawnLocked() {
 	d.workers++
 	d.awake++
 	d.wg.Add(1)
 	go d.worker()
 }
 
-func (d *dispatcher) worker() {
+func (d *Dispatcher) worker() {
 	defer d.wg.Done()
 	d.mu.Lock()
 	for {
@@ -125,7 +131,7 @@ func (d *dispatcher) worker() {
 
 // watchdog adds a worker when the queue stalls behind blocked handlers.
 // It sleeps while the queue is empty, so an idle broker costs nothing.
-func (d *dispatcher) watchdog() {
+func (d *Dispatcher) watchdog() {
 	defer d.wg.Done()
 	t := time.NewTimer(stallAfter)
 	defer t.Stop()
@@ -166,9 +172,9 @@ func (d *dispatcher) watchdog() {
 	}
 }
 
-// stop ends the workers once the queue is empty, and the watchdog, and
+// Stop ends the workers once the queue is empty, and the watchdog, and
 // waits for them.
-func (d *dispatcher) stop() {
+func (d *Dispatcher) Stop() {
 	d.mu.Lock()
 	d.closed = true
 	d.cond.Broadcast()

@@ -12,14 +12,14 @@ import (
 // where the dispatcher is at rest, with what they must then be.
 
 // dispatcherState reads the counts under the lock.
-func dispatcherState(d *dispatcher) (awake, workers int32, queued, capacity int) {
+func dispatcherState(d *Dispatcher) (awake, workers int32, queued, capacity int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.awake, d.workers, len(d.queue) - d.head, cap(d.queue)
 }
 
 // waitAtRest waits until every worker has parked with nothing queued.
-func waitAtRest(t *testing.T, d *dispatcher) {
+func waitAtRest(t *testing.T, d *Dispatcher) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -38,7 +38,7 @@ func waitAtRest(t *testing.T, d *dispatcher) {
 // (none awake), there are no more of them than may be kept awake, and
 // after stop none is left.
 func TestDispatcherCountsAtRest(t *testing.T) {
-	d := newDispatcher(2, 16, 300)
+	d := NewDispatcher(2, 16, 300)
 	var ran atomic.Int64
 	for round := range 5 {
 		var wg sync.WaitGroup
@@ -55,7 +55,7 @@ func TestDispatcherCountsAtRest(t *testing.T) {
 			t.Fatalf("round %d: %d workers for quick work, want 1 or 2", round, workers)
 		}
 	}
-	d.stop()
+	d.Stop()
 	// (awake is not checked after stop: a parked worker that stop wakes
 	// counts itself out of awake a second time, which nothing reads
 	// once the dispatcher has stopped.)
@@ -71,8 +71,8 @@ func TestDispatcherCountsAtRest(t *testing.T) {
 // workers; the watchdog adds one at a time while nothing finishes, up to
 // maxWorkers and no further, and once they return everything queued runs.
 func TestDispatcherAddsWorkersUpToItsBound(t *testing.T) {
-	d := newDispatcher(1, 3, 300)
-	defer d.stop()
+	d := NewDispatcher(1, 3, 300)
+	defer d.Stop()
 	block := make(chan struct{})
 	var started, ran atomic.Int32
 	for range 5 {
@@ -105,8 +105,8 @@ func TestDispatcherAddsWorkersUpToItsBound(t *testing.T) {
 // TestDispatcherDropsALargeDrainedQueue: a burst that grew the queue past
 // 4,096 slots gives its memory back once drained.
 func TestDispatcherDropsALargeDrainedQueue(t *testing.T) {
-	d := newDispatcher(1, 1, 300)
-	defer d.stop()
+	d := NewDispatcher(1, 1, 300)
+	defer d.Stop()
 	block := make(chan struct{})
 	d.Schedule(func() { <-block })
 	for range 5000 {

@@ -8,7 +8,7 @@ import (
 )
 
 func TestDispatcherBlockedMailboxDoesNotStarveOthers(t *testing.T) {
-	d := newDispatcher(2, 16, 300)
+	d := NewDispatcher(2, 16, 300)
 	block := make(chan struct{})
 	var started sync.WaitGroup
 	// Block more mailboxes than workers are kept awake.
@@ -25,11 +25,11 @@ func TestDispatcherBlockedMailboxDoesNotStarveOthers(t *testing.T) {
 		t.Fatal("a mailbox waited behind blocked ones")
 	}
 	close(block)
-	d.stop()
+	d.Stop()
 }
 
 func TestDispatcherRunsEverything(t *testing.T) {
-	d := newDispatcher(2, 8, 300)
+	d := NewDispatcher(2, 8, 300)
 	var n atomic.Int64
 	var wg sync.WaitGroup
 	for range 4 {
@@ -40,7 +40,7 @@ func TestDispatcherRunsEverything(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	d.stop() // runs what is queued before the workers end
+	d.Stop() // runs what is queued before the workers end
 	if n.Load() != 40000 {
 		t.Fatalf("ran %d of 40000", n.Load())
 	}
@@ -50,8 +50,8 @@ func TestDispatcherRunsEverything(t *testing.T) {
 }
 
 func TestDispatcherKeepsFewWorkers(t *testing.T) {
-	d := newDispatcher(2, 64, 300)
-	defer d.stop()
+	d := NewDispatcher(2, 64, 300)
+	defer d.Stop()
 	for range 1000 {
 		done := make(chan struct{})
 		d.Schedule(func() { close(done) })
@@ -66,19 +66,19 @@ func TestDispatcherKeepsFewWorkers(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	l := rateLimit{every: time.Hour, burst: 3}
+	l := RateLimit{Every: time.Hour, Burst: 3}
 	for i := range 3 {
-		if ok, _ := l.allow(); !ok {
+		if ok, _ := l.Allow(); !ok {
 			t.Fatalf("event %d refused within the burst", i)
 		}
 	}
 	for range 5 {
-		if ok, _ := l.allow(); ok {
+		if ok, _ := l.Allow(); ok {
 			t.Fatal("event allowed past the burst")
 		}
 	}
 	l.start = time.Now().Add(-2 * time.Hour)
-	ok, dropped := l.allow()
+	ok, dropped := l.Allow()
 	if !ok || dropped != 5 {
 		t.Fatalf("after the interval: allowed %v, dropped %d; want true, 5", ok, dropped)
 	}

@@ -1,27 +1,34 @@
-// Package actors runs hydrogen's actors on protoactor-go: a connection
-// actor per stream, the application actors with their supervision, the
-// StreamList with its broadcasts, and the telemetry actor that answers
-// 0x0D requests. Its Runtime is the netpoll.Handler of the broker's
-// server; package broker is its public face.
+// Package actors is hydrogen's actor machinery on protoactor-go, the
+// parts that do not depend on what a stream is: package broker builds
+// its runtime (connection actors, application actors, the StreamList) out
+// of them, and is the public face. Handlers import broker, never this
+// package.
 //
-// The path of a read: the event loop hands a netpoll.Batch to OnFrames,
-// which sends one message (a pooled delivery) to the stream's connection
-// actor. That actor answers telemetry requests through the telemetry
-// actor and forwards every other frame, in order, to the application
-// actor as a *Received wrapped in a pre-allocated envelope, so that the
-// path allocates nothing per frame. A receiver middleware on the
-// application marks each frame handled however Receive ends; the last
-// frame of a delivery releases the batch, and the count of unhandled
-// frames drives inbound backpressure (netpoll's PauseRead/ResumeRead).
+//   - Dispatcher runs actor mailboxes on a pool of long-lived worker
+//     goroutines, with a watchdog that adds workers behind blocked
+//     handlers.
+//   - LoopMailbox is the mailbox of actors that run on the goroutine
+//     sending to them (for a stream's frames, its event loop): it binds
+//     its run function once, takes a read's frames in one push
+//     (PostUserMessages), and tells its RunHooks when each run begins and
+//     ends, which is how broker gathers an on-loop handler's broadcasts.
+//   - RestartAlways and SharedSupervisor are the supervision of
+//     application actors: restart after every panic, with no failure
+//     history kept, and tell the broker when a shared application stopped
+//     itself. RateLimit and QuietHandler keep the logs readable.
+//   - Telemetry judges 0x0D requests and runs the telemetry actor that
+//     answers them once their span has passed; Document assembles the
+//     telemetry document, for those replies and for HTTP /stats alike.
+//     It sees a stream only as a TelemetryPeer.
+//   - Package actors/cluster joins brokers into a cluster.
 //
-// Writes bypass the actors: Stream.Send and StreamList broadcasts append
-// to netpoll's outbound queues directly, a broadcast encoding its frame
-// once and sharing the bytes.
+// The split: the types a handler sees (Stream, StreamList, Group, the
+// messages, Identity) and the code that needs their insides (the runtime
+// that is netpoll's Handler, the connection actor, broadcasts and their
+// batches, authentication) live in broker, unexported where handlers must
+// not reach. What lives here works through small interfaces (RunHooks,
+// TelemetryPeer) and functions, so that actors never imports broker.
 //
-// Supervision: application actors are children of a supervisor (the
-// connection actor for per-stream applications) whose strategy restarts
-// them after every panic, with no failure history kept.
-//
-// Concurrency: Runtime, Stream and StreamList methods are safe for
-// concurrent use. The netpoll.Handler methods are called by the loops.
+// Concurrency: Dispatcher, LoopMailbox, Telemetry and RateLimit are safe
+// for concurrent use; a mailbox runs on one goroutine at a time.
 package actors

@@ -8,9 +8,9 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 )
 
-// loopMailbox is the mailbox of the actors that run on the goroutine
-// sending to them (the connection actors, and per-stream applications run
-// with OnEventLoop): for their frames, the event loop.
+// LoopMailbox is the mailbox of the actors that run on the goroutine
+// sending to them (the broker's connection actors, and per-stream
+// applications run on the event loop): for their frames, the event loop.
 //
 // protoactor's default mailbox hands its dispatcher a method value each
 // time an idle mailbox gets a message, which allocates; an actor that runs
@@ -24,7 +24,7 @@ import (
 // messages, SuspendMailbox/ResumeMailbox honoured, a message batch
 // unpacked, a panic escalated to the supervisor with the message that
 // caused it, and a yield to the scheduler every throughput messages.
-type loopMailbox struct {
+type LoopMailbox struct {
 	mu     sync.Mutex
 	user   fifo
 	system fifo
@@ -43,10 +43,20 @@ type loopMailbox struct {
 	dispatcher actor.Dispatcher
 	run        func() // processMessages, bound once
 
-	// stream, for an on-loop application's mailbox, gathers what a run
-	// broadcasts into one batch (see batch.go); nil for a connection
-	// actor's.
-	stream *Stream
+	// plain, when set, reports messages that cannot be an
+	// actor.MessageBatch nor carry one (see mayBeBatch).
+	plain func(any) bool
+	// hooks, when set, is told when each run of the mailbox begins and
+	// ends: an on-loop application's mailbox gathers what a run
+	// broadcasts into one batch. Nil for a connection actor's.
+	hooks RunHooks
+}
+
+// RunHooks are told when each run of a LoopMailbox begins and ends, on
+// the goroutine running it.
+type RunHooks interface {
+	BeginRun()
+	EndRun()
 }
 
 const (
@@ -54,8 +64,17 @@ const (
 	mailboxRunning
 )
 
-func newLoopMailbox() actor.Mailbox {
-	m := &loopMailbox{}
+// NewLoopMailbox is an actor.MailboxProducer of LoopMailboxes that check
+// every user message for an actor.MessageBatch to unpack.
+func NewLoopMailbox() actor.Mailbox { return NewLoopMailboxOf(nil, nil) }
+
+// NewLoopMailboxOf makes a LoopMailbox. plain, when set, reports the
+// messages that cannot be an actor.MessageBatch nor carry one: those of
+// the frame path, which it spares two interface assertions (an itab
+// lookup each) per message. hooks, when set, is told when each run
+// begins and ends.
+func NewLoopMailboxOf(plain func(any) bool, hooks RunHooks) *LoopMailbox {
+	m := &LoopMailbox{plain: plain, hooks: hooks}
 	m.run = m.processMessages
 	return m
 }
@@ -98,8 +117,9 @@ func (q *fifo) pop() (any, bool) {
 	return v, true
 }
 
-func (m *loopMailbox) PostUserMessage(message any) {
-	if mayBeBatch(message) {
+// PostUserMessage implements actor.Mailbox.
+func (m *LoopMailbox) PostUserMessage(message any) {
+	if m.plain == nil || !m.plain(message) {
 		if batch, ok := message.(actor.MessageBatch); ok {
 			for _, msg := range batch.GetMessages() {
 				m.PostUserMessage(msg)
@@ -120,10 +140,10 @@ func (m *loopMailbox) PostUserMessage(message any) {
 	m.schedule()
 }
 
-// postUserMessages queues msgs, none of which may be an
+// PostUserMessages queues msgs, none of which may be an
 // actor.MessageBatch or carry one, and schedules the mailbox once for all
 // of them.
-func (m *loopMailbox) postUserMessages(msgs []any) {
+func (m *LoopMailbox) PostUserMessages(msgs []any) {
 	m.mu.Lock()
 	m.user.items = append(m.user.items, msgs...)
 	m.mu.Unlock()
@@ -131,22 +151,8 @@ func (m *loopMailbox) postUserMessages(msgs []any) {
 	m.schedule()
 }
 
-// mayBeBatch reports whether message could be an actor.MessageBatch or
-// carry one. The messages of the frame path, checked by their concrete
-// type, cannot: that spares them two interface assertions (an itab
-// lookup each) per message.
-func mayBeBatch(message any) bool {
-	switch m := message.(type) {
-	case *delivery:
-		return false
-	case *actor.MessageEnvelope:
-		_, ours := m.Message.(*Received)
-		return !ours
-	}
-	return true
-}
-
-func (m *loopMailbox) PostSystemMessage(message any) {
+// PostSystemMessage implements actor.Mailbox.
+func (m *LoopMailbox) PostSystemMessage(message any) {
 	m.mu.Lock()
 	m.system.push(message)
 	m.mu.Unlock()
@@ -154,27 +160,30 @@ func (m *loopMailbox) PostSystemMessage(message any) {
 	m.schedule()
 }
 
-func (m *loopMailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
+// RegisterHandlers implements actor.Mailbox.
+func (m *LoopMailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
 	m.invoker = invoker
 	m.dispatcher = dispatcher
 }
 
-func (m *loopMailbox) Start() {}
+// Start implements actor.Mailbox.
+func (m *LoopMailbox) Start() {}
 
-func (m *loopMailbox) UserMessageCount() int { return int(m.userN.Load()) }
+// UserMessageCount implements actor.Mailbox.
+func (m *LoopMailbox) UserMessageCount() int { return int(m.userN.Load()) }
 
-func (m *loopMailbox) schedule() {
+func (m *LoopMailbox) schedule() {
 	if m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
 		m.dispatcher.Schedule(m.run)
 	}
 }
 
-func (m *loopMailbox) processMessages() {
+func (m *LoopMailbox) processMessages() {
 	for {
-		if m.stream != nil {
-			m.stream.beginRun()
+		if m.hooks != nil {
+			m.hooks.BeginRun()
 			m.drain()
-			m.stream.endRun()
+			m.hooks.EndRun()
 		} else {
 			m.drain()
 		}
@@ -194,7 +203,7 @@ func (m *loopMailbox) processMessages() {
 	}
 }
 
-func (m *loopMailbox) drain() {
+func (m *LoopMailbox) drain() {
 	var msg any
 	defer func() {
 		if r := recover(); r != nil {

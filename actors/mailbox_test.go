@@ -11,9 +11,9 @@ import (
 )
 
 // loopProps runs receive as the on-loop actors run: on the sender's
-// goroutine, with a loopMailbox.
+// goroutine, with a LoopMailbox.
 func loopProps(receive actor.ReceiveFunc, opts ...actor.PropsOption) *actor.Props {
-	opts = append(opts, actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)), actor.WithMailbox(newLoopMailbox))
+	opts = append(opts, actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)), actor.WithMailbox(NewLoopMailbox))
 	return actor.PropsFromFunc(receive, opts...)
 }
 

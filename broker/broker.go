@@ -13,52 +13,11 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/hydrogen-mq/hydrogen/actors"
 	"github.com/hydrogen-mq/hydrogen/actors/cluster"
 	"github.com/hydrogen-mq/hydrogen/netpoll"
 	"github.com/hydrogen-mq/hydrogen/telemetry"
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
-
-// ErrAppStopped is the reason a stream closes when its application actor
-// stopped itself (ctx.Stop on itself), and what Serve returns when the
-// shared one did.
-var ErrAppStopped = actors.ErrAppStopped
-
-// The types application actors see. They are defined in package actors,
-// which runs them, and are the same types under these names.
-type (
-	// Stream is one connected client: Send to it, Close it.
-	Stream = actors.Stream
-	// StreamList is every open stream: Broadcast, BroadcastExcept, Len, Each.
-	StreamList = actors.StreamList
-	// Connected is the first message an application actor gets for a stream.
-	Connected = actors.Connected
-	// Received is one frame from a stream. Its Payload is valid only
-	// until Receive returns; copy it to keep it.
-	Received = actors.Received
-	// Closed is the last message for a stream, with the reason it closed.
-	Closed = actors.Closed
-	// Restarted tells an application actor restarted after a panic what
-	// it serves, before any other message but Started.
-	Restarted = actors.Restarted
-	// Group is a named set of streams (a room, a topic): StreamList.Group.
-	Group = actors.Group
-	// Identity is who an authenticated stream is, and what it may do
-	// (Stream.Identity).
-	Identity = actors.Identity
-	// Authenticator checks a stream's credential, its first frame
-	// (Config.Authenticator).
-	Authenticator = actors.Authenticator
-	// AuthenticatorFunc is a function that is an Authenticator.
-	AuthenticatorFunc = actors.AuthenticatorFunc
-)
-
-// ErrAuth is the reason a stream closes when its credential is refused.
-var ErrAuth = actors.ErrAuth
-
-// ErrGroupName is Group.Join's error for the group named "".
-var ErrGroupName = actors.ErrGroupName
 
 // Config configures a Broker. The zero value of every field means the
 // default in its comment, so Config{} is a broker on 0.0.0.0:1337.
@@ -159,14 +118,14 @@ type Config struct {
 	// every payload: for development, not production.
 	DebugPayloads bool
 	// Cluster, when set, joins this broker to a cluster of brokers (see
-	// package actors/cluster): every broadcast through the StreamList
+	// ClusterConfig): every broadcast through the StreamList
 	// also reaches the streams of every other node, and theirs reach this
 	// node's. Its Provider chooses how members are found: nil is
 	// protoactor's automanaged provider over Cluster.Peers; set a consul,
 	// etcd or Kubernetes provider from protoactor-go's
 	// cluster/clusterproviders instead. Its Logger defaults to Logger.
 	// Default nil: the broker runs alone and pays nothing for clustering.
-	Cluster *cluster.Config
+	Cluster *ClusterConfig
 }
 
 // Defaults of Config.
@@ -199,7 +158,7 @@ func DefaultMaxMemory() int64 { return netpoll.DefaultMaxMemory() }
 type Broker struct {
 	cfg   Config
 	srv   *netpoll.Server
-	rt    *actors.Runtime
+	rt    *actorRuntime
 	start time.Time
 
 	mu        sync.Mutex
@@ -241,7 +200,7 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.AuthTimeout < 0 {
 		return nil, fmt.Errorf("broker: AuthTimeout %v is negative", cfg.AuthTimeout)
 	}
-	rt, err := actors.New(actors.Config{
+	rt, err := newRuntime(runtimeConfig{
 		MaxInbound:    cfg.MaxInbound,
 		MaxSpan:       cfg.MaxSpan,
 		Shards:        cfg.Loops,
@@ -321,13 +280,13 @@ func (b *Broker) joinCluster(cc cluster.Config) error {
 		cc.Conns = streams.Len
 	}
 	node, err := cluster.Start(cc, func(_ uint64, group string, payload []byte) {
-		_, _ = streams.DeliverRemote(group, payload) // a payload over the limit came from no broker of ours
+		_, _ = streams.deliverRemote(group, payload) // a payload over the limit came from no broker of ours
 	})
 	if err != nil {
 		return err
 	}
 	b.node = node
-	streams.SetRemote(func(from *Stream, group string, payload []byte) {
+	streams.setRemote(func(from *Stream, group string, payload []byte) {
 		var id uint64
 		if from != nil {
 			id = from.ID()
@@ -339,7 +298,7 @@ func (b *Broker) joinCluster(cc cluster.Config) error {
 
 // Cluster is the broker's cluster node, for its members and counters;
 // nil when the broker runs alone.
-func (b *Broker) Cluster() *cluster.Node { return b.node }
+func (b *Broker) Cluster() *ClusterNode { return b.node }
 
 // clusterInfo is the cluster part of a telemetry reply.
 func (b *Broker) clusterInfo() *telemetry.Cluster {
@@ -357,10 +316,6 @@ func (b *Broker) clusterInfo() *telemetry.Cluster {
 	}
 	return c
 }
-
-// ClusterInfo describes the cluster for telemetry (the 0x0D reply's and
-// /stats' cluster object); nil when the broker runs alone.
-func (b *Broker) ClusterInfo() *telemetry.Cluster { return b.clusterInfo() }
 
 // leaveCluster leaves the cluster, if the broker is in one.
 func (b *Broker) leaveCluster(ctx context.Context) error {
@@ -544,7 +499,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 // the metrics endpoint report.
 type Stats struct {
 	IO     netpoll.Stats // frames, bytes and connections
-	Actors actors.Stats  // handler panics and telemetry requests
+	Actors ActorStats    // handler panics and telemetry requests
 	UpTime time.Duration
 }
 

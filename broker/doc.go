@@ -43,6 +43,10 @@
 // carries on. Telemetry requests (0x0D frames) are answered by the broker
 // and never reach the application.
 //
+// Close reasons: Closed.Reason is one of the Err variables of this
+// package (ErrPeerClosed, ErrSlowConsumer, ErrIdle, ErrHandshake and the
+// others), wrapped where there is more to say; compare with errors.Is.
+//
 // Flow control: a stream whose unhandled frames pass Config.MaxInbound
 // stops being read until the application catches up; a stream whose
 // outbound queue passes Config.MaxPending, or does not drain within
@@ -50,4 +54,25 @@
 //
 // Concurrency: Broker, Stream and StreamList methods are safe for
 // concurrent use.
+//
+// # Inside
+//
+// A handler needs this package alone (and protoactor's actor package for
+// Props and Context). So every type it meets is defined here, together
+// with the code that needs their insides: the runtime that is the event
+// loops' netpoll.Handler (runtime.go), the connection actor (conn.go), the
+// StreamList, its groups and the batching of an on-loop handler's
+// broadcasts (stream.go, group.go, batch.go), the pooled messages of the
+// frame path (messages.go), the application middleware (middleware.go)
+// and the authentication pool (authpool.go). What handlers must not call
+// is unexported: the runtime's type, and the StreamList's cluster hooks.
+//
+// The actor machinery that does not depend on what a stream is lives in
+// package actors: the dispatcher, the on-loop mailbox, the supervision
+// and the telemetry actor, which broker drives through small interfaces
+// (actors.RunHooks, actors.TelemetryPeer) implemented by unexported
+// views of a Stream; and package actors/cluster, the clustering. Package
+// netpoll carries the bytes, wire is the frame format, telemetry the
+// figures of the 0x0D reply. Imports go one way: broker imports those,
+// none of them imports broker.
 package broker

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hydrogen-mq/hydrogen/actors/cluster"
+	"github.com/hydrogen-mq/hydrogen/broker"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -38,7 +38,7 @@ func (f *clusterFlags) register(fs *flag.FlagSet) {
 
 // config checks the cluster flags and returns the cluster configuration,
 // or nil when --cluster is not set.
-func (f *clusterFlags) config() (*cluster.Config, error) {
+func (f *clusterFlags) config() (*broker.ClusterConfig, error) {
 	name, addr, peers := f.name, f.addr, f.peers
 	tlsSet := f.tlsCert != "" || f.tlsKey != "" || f.tlsCA != ""
 	if name == "" {
@@ -56,7 +56,7 @@ func (f *clusterFlags) config() (*cluster.Config, error) {
 	if err := clusterAddr("--cluster-addr", addr); err != nil {
 		return nil, err
 	}
-	c := &cluster.Config{Name: name, Addr: addr}
+	c := &broker.ClusterConfig{Name: name, Addr: addr}
 	if f.advertise != "" {
 		if err := clusterAddr("--cluster-advertise", f.advertise); err != nil {
 			return nil, err
@@ -85,7 +85,7 @@ func (f *clusterFlags) config() (*cluster.Config, error) {
 
 // loadTLS reads the three TLS files, and names the flag of the one that
 // is missing or wrong.
-func (f *clusterFlags) loadTLS() (*cluster.TLS, error) {
+func (f *clusterFlags) loadTLS() (*broker.ClusterTLS, error) {
 	var missing []string
 	for _, x := range []struct{ flag, v string }{{"--cluster-tls-cert", f.tlsCert}, {"--cluster-tls-key", f.tlsKey}, {"--cluster-tls-ca", f.tlsCA}} {
 		if x.v == "" {
@@ -95,15 +95,15 @@ func (f *clusterFlags) loadTLS() (*cluster.TLS, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("mutual TLS between nodes needs all of --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca; missing %s", strings.Join(missing, ", "))
 	}
-	t, err := cluster.LoadTLS(f.tlsCert, f.tlsKey, f.tlsCA)
+	t, err := broker.LoadClusterTLS(f.tlsCert, f.tlsKey, f.tlsCA)
 	switch {
 	case err == nil:
 		return t, nil
-	case errors.Is(err, cluster.ErrTLSCert):
+	case errors.Is(err, broker.ErrClusterTLSCert):
 		return nil, fmt.Errorf("--cluster-tls-cert %s: %v", f.tlsCert, err)
-	case errors.Is(err, cluster.ErrTLSKey):
+	case errors.Is(err, broker.ErrClusterTLSKey):
 		return nil, fmt.Errorf("--cluster-tls-key %s: %v", f.tlsKey, err)
-	case errors.Is(err, cluster.ErrTLSCA):
+	case errors.Is(err, broker.ErrClusterTLSCA):
 		return nil, fmt.Errorf("--cluster-tls-ca %s: %v", f.tlsCA, err)
 	}
 	return nil, err
@@ -111,7 +111,7 @@ func (f *clusterFlags) loadTLS() (*cluster.TLS, error) {
 
 // clusterTLSReloader re-reads the cluster's TLS files on SIGHUP. Files
 // that do not fit are reported and the previous ones kept.
-func clusterTLSReloader(t *cluster.TLS, log *slog.Logger) reloader {
+func clusterTLSReloader(t *broker.ClusterTLS, log *slog.Logger) reloader {
 	return reloader{"--cluster-tls-cert", func() error {
 		if err := t.Reload(); err != nil {
 			return err
@@ -142,14 +142,14 @@ func clusterAddr(flag, addr string) error {
 // clusterCollector is the hydrogen_cluster_ metrics of a clustered
 // broker, read from the node's counters at scrape time.
 type clusterCollector struct {
-	node                                  *cluster.Node
+	node                                  *broker.ClusterNode
 	members, memberConns, backlog, state  *prometheus.Desc
 	published, received, dropped          *prometheus.Desc
 	batchesSent, batchesLost, gaps, dupes *prometheus.Desc
 	refused, rejoins                      *prometheus.Desc
 }
 
-func newClusterCollector(n *cluster.Node) *clusterCollector {
+func newClusterCollector(n *broker.ClusterNode) *clusterCollector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, prometheus.Labels{"cluster": n.Name()})
 	}
@@ -189,7 +189,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g(c.members, float64(s.Members))
 	g(c.backlog, float64(s.Backlog))
-	for _, st := range cluster.States {
+	for _, st := range broker.ClusterStates {
 		v := 0.0
 		if st == s.State {
 			v = 1

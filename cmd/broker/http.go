@@ -11,9 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hydrogen-mq/hydrogen/actors/cluster"
 	"github.com/hydrogen-mq/hydrogen/broker"
-	"github.com/hydrogen-mq/hydrogen/telemetry"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -51,7 +49,7 @@ const (
 	// server stops, after the broker has drained.
 	httpShutdownTimeout = 5 * time.Second
 	// statsInterval is the span /stats reports CPU usage over: the latest
-	// interval or so (telemetry.Sampler.Recent), so it answers at once
+	// interval or so (broker.StatsReader), so it answers at once
 	// instead of waiting for a span as the 0x0D request does.
 	statsInterval = time.Second
 )
@@ -75,15 +73,14 @@ func checkAddr(flag, addr, example string) error {
 type monitor struct {
 	b       *broker.Broker
 	log     *slog.Logger
-	sampler *telemetry.Sampler
+	reader  *broker.StatsReader
 	metrics http.Handler
 }
 
 func newMonitor(b *broker.Broker, log *slog.Logger) *monitor {
 	m := &monitor{
-		b:       b,
-		log:     log,
-		sampler: telemetry.NewSampler(0),
+		b:   b,
+		log: log,
 		metrics: promhttp.HandlerFor(newRegistry(b), promhttp.HandlerOpts{
 			ErrorLog:            slog.NewLogLogger(log.Handler(), slog.LevelError),
 			ErrorHandling:       promhttp.ContinueOnError,
@@ -92,9 +89,9 @@ func newMonitor(b *broker.Broker, log *slog.Logger) *monitor {
 		}),
 	}
 	// A first sample now, so that /stats reports CPU usage since the
-	// monitor started rather than the average since boot (Recent's first
-	// pair starts at boot).
-	if _, _, err := m.sampler.Recent(statsInterval); err != nil {
+	// monitor started rather than the average since boot.
+	var err error
+	if m.reader, err = b.NewStatsReader(statsInterval); err != nil {
 		log.Warn("http /stats: reading CPU usage", "err", err)
 	}
 	return m
@@ -129,7 +126,7 @@ func (m *monitor) healthz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	if n := m.b.Cluster(); n != nil {
-		if st := n.State(); st != cluster.OK {
+		if st := n.State(); st != broker.ClusterOK {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, "cluster "+st.String())
 			return
@@ -145,19 +142,7 @@ func (m *monitor) stats(w http.ResponseWriter, _ *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	before, after, err := m.sampler.Recent(statsInterval)
-	if err != nil {
-		m.statsError(w, err)
-		return
-	}
-	mem, err := telemetry.ReadMemInfo()
-	if err != nil {
-		m.statsError(w, err)
-		return
-	}
-	r := telemetry.BuildReply(m.b.StartTime(), time.Now(), m.b.Counters(), before, after, mem)
-	r.Cluster = m.b.ClusterInfo()
-	doc, err := r.AppendJSON(make([]byte, 0, 1024))
+	doc, err := m.reader.AppendJSON(make([]byte, 0, 1024))
 	if err != nil {
 		m.statsError(w, err)
 		return
@@ -170,7 +155,7 @@ func (m *monitor) stats(w http.ResponseWriter, _ *http.Request) {
 func (m *monitor) statsError(w http.ResponseWriter, err error) {
 	m.log.Error("http /stats", "err", err)
 	w.WriteHeader(http.StatusInternalServerError)
-	w.Write(append(telemetry.ErrorReply(err.Error()), '\n'))
+	w.Write(append(broker.ErrorJSON(err.Error()), '\n'))
 }
 
 func (m *monitor) index(w http.ResponseWriter, _ *http.Request) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"github.com/hydrogen-mq/hydrogen/broker"
-	"github.com/hydrogen-mq/hydrogen/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -30,7 +29,7 @@ func newRegistry(b *broker.Broker) *prometheus.Registry {
 type snapshot struct {
 	st     broker.Stats
 	queued int64
-	groups telemetry.Groups
+	groups broker.GroupStats
 }
 
 // metric is one hydrogen_ metric without labels: how to read its value
@@ -43,8 +42,8 @@ type metric struct {
 
 // collector is a prometheus.Collector over a broker's counters. It reads
 // them at scrape time: the counters stay the atomics the event loops and
-// actors already keep (netpoll.Stats, actors.Stats, the same ones the 0x0D
-// reply reports), so serving metrics adds no lock, channel send or
+// actors already keep (broker.Stats, the same ones the 0x0D reply
+// reports), so serving metrics adds no lock, channel send or
 // allocation to the frame path — a scrape costs one pass over the loops'
 // counters and one over the stream list (QueuedBytes).
 type collector struct {
@@ -121,10 +120,10 @@ func newCollector(b *broker.Broker) *collector {
 				func(s *snapshot) uint64 { return s.st.IO.WebSocketRefused }),
 			gauge("hydrogen_groups",
 				"Groups (rooms, topics) of streams with members now.",
-				func(s *snapshot) float64 { return float64(s.groups.Count) }),
+				func(s *snapshot) float64 { return float64(s.groups.Groups) }),
 			gauge("hydrogen_group_memberships",
 				"Members of all groups together now: a stream in three groups counts three.",
-				func(s *snapshot) float64 { return float64(s.groups.Members) }),
+				func(s *snapshot) float64 { return float64(s.groups.Memberships) }),
 			counter("hydrogen_memory_stalls_total",
 				"Times the memory budget passed 3/4 and every connection's reading stalled.",
 				func(s *snapshot) uint64 { return s.st.IO.MemoryStalls }),
@@ -176,7 +175,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	s := snapshot{st: c.b.Stats(), queued: c.b.QueuedBytes(), groups: c.b.Counters().Groups}
+	s := snapshot{st: c.b.Stats(), queued: c.b.QueuedBytes(), groups: c.b.Streams().GroupStats()}
 	for _, g := range s.groups.Largest {
 		ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(g.Members), g.Name)
 	}

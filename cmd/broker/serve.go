@@ -18,8 +18,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hydrogen-mq/hydrogen/broker"
-	"github.com/hydrogen-mq/hydrogen/netpoll"
-	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
 type serveFlags struct {
@@ -50,7 +48,7 @@ type serveFlags struct {
 
 func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	f.maxPending = byteSize(netpoll.DefaultMaxPending)
+	f.maxPending = byteSize(broker.DefaultMaxPending)
 	f.maxMemory = byteSize(broker.DefaultMaxMemory())
 	fs.StringVar(&f.addr, "addr", broker.DefaultAddr, "TCP `address` to listen on; [::]:PORT for IPv6 and IPv4")
 	fs.StringVar(&f.app, "app", "broadcast", "built-in application: echo (reply to the sender), broadcast (send to every other stream) or pubsub (topics: SUB, UNSUB, PUB; see docs/PROTOCOL.md)")
@@ -64,9 +62,9 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs.IntVar(&f.maxInbound, "max-inbound", 1024, "frames per stream waiting for the application before reading it pauses")
 	fs.DurationVar(&f.maxSpan, "max-span", 60*time.Second, "longest telemetry span a 0x0D request may ask for")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close a stream that completes no frame for this long; 0 means never")
-	fs.DurationVar(&f.frameTimeout, "frame-timeout", netpoll.DefaultFrameTimeout, "close a stream that began a frame and has not completed it within this long")
-	fs.DurationVar(&f.tcpKeepAlive, "tcp-keepalive", netpoll.DefaultTCPKeepAlive, "TCP keepalive: probe a connection idle this long, every this long; 3 unanswered close it; 0 turns it off")
-	fs.DurationVar(&f.writeTimeout, "write-timeout", netpoll.DefaultWriteTimeout, "close a stream as a slow consumer when its outbound queue has made no write progress for this long")
+	fs.DurationVar(&f.frameTimeout, "frame-timeout", broker.DefaultFrameTimeout, "close a stream that began a frame and has not completed it within this long")
+	fs.DurationVar(&f.tcpKeepAlive, "tcp-keepalive", broker.DefaultTCPKeepAlive, "TCP keepalive: probe a connection idle this long, every this long; 3 unanswered close it; 0 turns it off")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", broker.DefaultWriteTimeout, "close a stream as a slow consumer when its outbound queue has made no write progress for this long")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", broker.DefaultDrainTimeout, "how long a graceful shutdown may take to flush queued frames")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -156,8 +154,8 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		return usageError(stderr, "serve", "--max-conns %d: want 0 or more", f.maxConns)
 	case f.maxConnsPerIP < 0:
 		return usageError(stderr, "serve", "--max-conns-per-ip %d: want 0 or more", f.maxConnsPerIP)
-	case f.maxPayload < wire.TelemetryRequestSize || f.maxPayload > wire.MaxPayload:
-		return usageError(stderr, "serve", "--max-payload %d: want %d (a telemetry request) to %d", f.maxPayload, wire.TelemetryRequestSize, wire.MaxPayload)
+	case f.maxPayload < broker.MinMaxPayload || f.maxPayload > broker.MaxPayload:
+		return usageError(stderr, "serve", "--max-payload %d: want %d (a telemetry request) to %d", f.maxPayload, broker.MinMaxPayload, broker.MaxPayload)
 	case f.maxInbound < 1:
 		return usageError(stderr, "serve", "--max-inbound %d: want at least 1", f.maxInbound)
 	case f.maxSpan <= 0:
@@ -174,10 +172,10 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		return usageError(stderr, "serve", "--drain-timeout %v: want a positive duration", f.drainTimeout)
 	case int(f.maxPending) < 65539:
 		return usageError(stderr, "serve", "--max-pending %v: want at least one largest frame, 65539 bytes", f.maxPending)
-	case int64(f.maxMemory) < netpoll.MinMaxMemory:
-		return usageError(stderr, "serve", "--max-memory %v: want at least %v", f.maxMemory, byteSizeOf(netpoll.MinMaxMemory))
+	case int64(f.maxMemory) < broker.MinMaxMemory:
+		return usageError(stderr, "serve", "--max-memory %v: want at least %v", f.maxMemory, byteSizeOf(broker.MinMaxMemory))
 	}
-	overflow, err := netpoll.ParseOverflow(f.overflow)
+	overflow, err := broker.ParseOverflow(f.overflow)
 	if err != nil {
 		return usageError(stderr, "serve", "--overflow %q: want close or throttle", f.overflow)
 	}

@@ -1,17 +1,13 @@
-package actors
+package broker
 
 import (
 	"errors"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hydrogen-mq/hydrogen/actors"
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
-
-// ErrAppStopped is the reason a stream closes when its application actor
-// stopped itself (the per-stream one, or the shared one, which ends every
-// stream): no one is left to handle its frames.
-var ErrAppStopped = errors.New("actors: the stream's application actor stopped")
 
 // Messages between the runtime and a connection actor.
 type (
@@ -24,7 +20,7 @@ type (
 // actor, and forwards every other frame, in order, to the application
 // actor: the shared one, or its own child in the per-stream mode.
 type connActor struct {
-	rt      *Runtime
+	rt      *actorRuntime
 	s       *Stream
 	app     *actor.PID
 	closing bool
@@ -40,7 +36,7 @@ type connActor struct {
 	// event loop, as this actor does. A read's frames are queued there
 	// together and the actor then handles them in one run of its
 	// mailbox, instead of one Send and one run per frame.
-	appBox *loopMailbox
+	appBox *actors.LoopMailbox
 	queue  []any // appBox's frames of the current read; reused
 }
 
@@ -71,7 +67,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.closing = true
 		a.dropHeld()
 		if a.s != nil && a.s.telem.Load() > 0 {
-			ctx.Send(a.rt.telemPID, &telemetryGone{stream: a.s})
+			a.rt.telem.Gone(ctx, a.s.telemetryPeer())
 		}
 		if a.app != nil {
 			ctx.Send(a.app, &Closed{Stream: a.s, Streams: a.s.list, Reason: m.reason})
@@ -216,7 +212,7 @@ func (a *connActor) forward(ctx actor.Context, d *delivery, from int) {
 			// The frames before it first, as they would have been had
 			// each gone on its own: a bad span is answered at once.
 			a.postQueued()
-			a.rt.telemetryRequest(ctx, a.s, r.Payload)
+			a.rt.telem.Request(ctx, a.s.telemetryPeer(), r.Payload)
 			r.frameDone()
 		case a.app == nil:
 			r.frameDone()
@@ -242,7 +238,7 @@ func (a *connActor) postQueued() {
 	if len(a.queue) == 0 {
 		return
 	}
-	a.appBox.postUserMessages(a.queue)
+	a.appBox.PostUserMessages(a.queue)
 	if cap(a.queue) > maxKeptQueue {
 		a.queue = nil
 		return

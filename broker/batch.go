@@ -1,4 +1,4 @@
-package actors
+package broker
 
 import (
 	"sync"
@@ -19,7 +19,7 @@ import (
 // Order is kept. The frames of a batch keep their order, and a batch is
 // queued before anything else that could overtake it: every path that
 // queues frames outside a batch (Stream.Send, Refuse, Close, a group's
-// broadcast, SendFrameExcept, a broadcast outside a run) first queues
+// broadcast, sendFrameExcept, a broadcast outside a run) first queues
 // every batch then pending. A handler that broadcasts and then replies
 // has its broadcast queued first, whatever stream it replies to; which
 // goroutine calls does not matter, so the rule needs no knowledge of who
@@ -104,6 +104,17 @@ func (s *Stream) endRun() {
 	s.flushLocked()
 	s.bmu.Unlock()
 }
+
+// streamRun is a stream as its on-loop application's mailbox sees it
+// (actors.RunHooks): a type of its own, so that Stream's methods stay
+// those of the handler API.
+type streamRun Stream
+
+// BeginRun implements actors.RunHooks.
+func (r *streamRun) BeginRun() { (*Stream)(r).beginRun() }
+
+// EndRun implements actors.RunHooks.
+func (r *streamRun) EndRun() { (*Stream)(r).endRun() }
 
 // gather adds payload to s's batch, going to every stream but except,
 // and reports whether it did: not outside a run of s's application.

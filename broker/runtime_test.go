@@ -1,4 +1,4 @@
-package actors
+package broker
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
-// runModes are the ways Runtime.Start runs an application: one shared
+// runModes are the ways actorRuntime.Start runs an application: one shared
 // actor, an actor per stream on the worker pool, one per stream on the
 // event loop.
 var runModes = []struct {
@@ -29,10 +29,10 @@ var runModes = []struct {
 }
 
 // serveMode is serve for any of runModes.
-func serveMode(t testing.TB, app *actor.Props, perStream, onLoop bool) (*Runtime, *netpoll.Server) {
+func serveMode(t testing.TB, app *actor.Props, perStream, onLoop bool) (*actorRuntime, *netpoll.Server) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rt, err := New(Config{Shards: 2, Logger: log})
+	rt, err := newRuntime(runtimeConfig{Shards: 2, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

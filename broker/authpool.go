@@ -1,4 +1,4 @@
-package actors
+package broker
 
 import (
 	"context"
@@ -56,11 +56,6 @@ func (f AuthenticatorFunc) Authenticate(ctx context.Context, remote net.Addr, cr
 	return f(ctx, remote, credential)
 }
 
-// ErrAuth is the reason a stream closes when its credential is refused;
-// the authenticator's error is wrapped beside it. It is a kind of
-// netpoll.ErrHandshake.
-var ErrAuth = errors.New("actors: authentication failed")
-
 // authFailure is the close reason of a refused credential.
 func authFailure(err error) error {
 	return fmt.Errorf("%w: %w: %w", netpoll.ErrHandshake, ErrAuth, err)
@@ -103,14 +98,14 @@ type authDone struct {
 // authPool runs the Authenticator on a few long-lived goroutines fed
 // from a bounded queue.
 type authPool struct {
-	rt   *Runtime
+	rt   *actorRuntime
 	auth Authenticator
 	jobs chan authJob
 	quit chan struct{}
 	wg   sync.WaitGroup
 }
 
-func newAuthPool(rt *Runtime, a Authenticator) *authPool {
+func newAuthPool(rt *actorRuntime, a Authenticator) *authPool {
 	p := &authPool{rt: rt, auth: a, jobs: make(chan authJob, authQueue), quit: make(chan struct{})}
 	for range authWorkers {
 		p.wg.Go(p.work)
@@ -167,9 +162,9 @@ func (p *authPool) stop() {
 }
 
 // refuseAuth answers a refused credential and closes the stream.
-func (r *Runtime) refuseAuth(s *Stream, err error) {
+func (r *actorRuntime) refuseAuth(s *Stream, err error) {
 	r.authFailures.Add(1)
-	if ok, dropped := r.authLog.allow(); ok {
+	if ok, dropped := r.authLog.Allow(); ok {
 		r.log.Warn("authentication refused", "remote", s.RemoteAddr().String(), "stream", s.ID(), "err", err.Error(), "suppressed", dropped)
 	}
 	_ = s.conn.Send(telemetry.ErrorReply("auth: " + err.Error()))

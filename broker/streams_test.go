@@ -1,4 +1,4 @@
-package actors
+package broker
 
 import (
 	"encoding/binary"
@@ -17,11 +17,11 @@ import (
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
-// serve runs a Runtime behind a real netpoll server on loopback.
-func serve(t testing.TB, app *actor.Props) (*Runtime, *netpoll.Server) {
+// serve runs a actorRuntime behind a real netpoll server on loopback.
+func serve(t testing.TB, app *actor.Props) (*actorRuntime, *netpoll.Server) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rt, err := New(Config{Shards: 2, Logger: log})
+	rt, err := newRuntime(runtimeConfig{Shards: 2, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func BenchmarkBroadcastDelivery(b *testing.B) {
 					runtime.Gosched()
 				}
 			}
-			if n := rt.Streams().SendFrameExcept(nil, f); n != streams {
+			if n := rt.Streams().sendFrameExcept(nil, f); n != streams {
 				b.Fatalf("broadcast %d queued for %d streams, want %d", i, n, streams)
 			}
 		}
@@ -240,4 +240,39 @@ func BenchmarkBroadcastDelivery(b *testing.B) {
 			b.Fatalf("%d messages out of order", bad.Load())
 		}
 	})
+}
+
+// TestStreamShardGivesMemoryBack: after a wave of disconnects a shard's
+// slice of streams shrinks to what is left, and the list stays exact.
+func TestStreamShardGivesMemoryBack(t *testing.T) {
+	l := newStreamList(1)
+	streams := make([]*Stream, 3000)
+	for i := range streams {
+		streams[i] = &Stream{id: uint64(i + 1)}
+		l.set.add(streams[i], 0)
+	}
+	for _, s := range streams[:2900] {
+		l.set.remove(s)
+	}
+	sh := &l.set.shards[0]
+	if len(sh.streams) != 100 || l.Len() != 100 {
+		t.Fatalf("%d streams in the shard, Len %d; want 100", len(sh.streams), l.Len())
+	}
+	if c := cap(sh.streams); c > 1024 {
+		t.Fatalf("the shard keeps room for %d streams with 100 left", c)
+	}
+	for i, s := range sh.streams {
+		if s.slot != i || !contains(streams[2900:], s) {
+			t.Fatalf("stream at %d has slot %d (or was removed)", i, s.slot)
+		}
+	}
+}
+
+func contains(ss []*Stream, s *Stream) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

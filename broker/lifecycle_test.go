@@ -1,4 +1,4 @@
-package actors
+package broker
 
 import (
 	"errors"
@@ -102,7 +102,7 @@ func TestLifecycleInEveryMode(t *testing.T) {
 // waitActors waits until the stream's connection actor and its own
 // application actor (in the per-stream modes) have stopped: their names
 // are gone from the process registry.
-func waitActors(t *testing.T, rt *Runtime, id uint64) {
+func waitActors(t *testing.T, rt *actorRuntime, id uint64) {
 	t.Helper()
 	conn := "conn-" + strconv.FormatUint(id, 10)
 	deadline := time.Now().Add(5 * time.Second)

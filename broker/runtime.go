@@ -1,4 +1,4 @@
-package actors
+package broker
 
 import (
 	"context"
@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hydrogen-mq/hydrogen/actors"
 	"github.com/hydrogen-mq/hydrogen/netpoll"
 	"github.com/hydrogen-mq/hydrogen/telemetry"
 )
 
-// Config configures a Runtime. Zero values mean the defaults in the
-// comments.
-type Config struct {
+// runtimeConfig configures an actorRuntime. Zero values mean the
+// defaults in the comments.
+type runtimeConfig struct {
 	MaxInbound int           // frames handed to actors and not yet handled, per stream, before its reading pauses; default 1024
 	MaxSpan    time.Duration // longest telemetry span; default 60s
 	Shards     int           // StreamList shards, normally the number of event loops; default 1
@@ -47,21 +48,11 @@ type Config struct {
 	DebugPayloads bool
 }
 
-// Defaults.
+// Defaults of Config.MaxInbound, MaxSpan and AuthTimeout.
 const (
 	DefaultMaxInbound  = 1024
 	DefaultMaxSpan     = 60 * time.Second
 	DefaultAuthTimeout = 5 * time.Second
-)
-
-// Limits on telemetry requests waiting for their span, so that a flood
-// costs bounded memory and work: beyond them a request is answered at once
-// with an error. A stream may hold up to maxTelemetryPerStream while the
-// broker's places are free, fewer as they fill (see telemetryShare), so
-// that a handful of streams cannot hold them all.
-const (
-	maxTelemetryPerStream = 64
-	maxTelemetryTotal     = 16384
 )
 
 // maxWorkers bounds the goroutines running actor mailboxes. Only handlers
@@ -69,11 +60,12 @@ const (
 // for a blocked handler to return.
 const maxWorkers = 4096
 
-// Runtime runs the actors of one broker: a connection actor per stream,
-// the application actors and their supervision, and the telemetry actor.
-// It is the netpoll.Handler of the broker's server.
-type Runtime struct {
-	cfg        Config
+// actorRuntime runs the actors of one broker: a connection actor per
+// stream, the application actors and their supervision, and the telemetry
+// actor. It is the netpoll.Handler of the broker's server; its type is
+// unexported, so that its Handler methods are the loops' alone.
+type actorRuntime struct {
+	cfg        runtimeConfig
 	log        *slog.Logger
 	system     *actor.ActorSystem
 	streams    *StreamList
@@ -92,10 +84,10 @@ type Runtime struct {
 	// names the stream it is for, spawned is the mailbox made.
 	spawnMu   sync.Mutex
 	spawning  *Stream
-	spawned   *loopMailbox
+	spawned   *actors.LoopMailbox
 	sharedPID *actor.PID
 	supPID    *actor.PID
-	telemPID  *actor.PID
+	telem     *actors.Telemetry
 
 	auth     Authenticator // nil: no authentication
 	authPool *authPool
@@ -103,20 +95,18 @@ type Runtime struct {
 	restarting sync.Map // application actor ids between Restarting and Started
 
 	panics       atomic.Uint64
-	restarts     atomic.Uint64
-	telemReqs    atomic.Uint64
-	telemWait    atomic.Int64
+	restarts     actors.RestartAlways // the application actors' supervisor strategy, counting
 	authFailures atomic.Uint64
 	refused      atomic.Uint64
-	panicLog     rateLimit
-	authLog      rateLimit
+	panicLog     actors.RateLimit
+	authLog      actors.RateLimit
 	stopped      atomic.Bool
 	appDone      chan struct{} // closed when the shared application actor stopped itself
-	disp         *dispatcher
+	disp         *actors.Dispatcher
 }
 
-// Stats are the runtime's own counters.
-type Stats struct {
+// ActorStats are the counters of the broker's actors (Stats.Actors).
+type ActorStats struct {
 	HandlerPanics     uint64 // panics in application actors
 	HandlerRestarts   uint64 // application actor restarts
 	TelemetryRequests uint64 // 0x0D requests received
@@ -125,9 +115,9 @@ type Stats struct {
 	FramesRefused     uint64 // frames answered with Stream.Refuse
 }
 
-// New starts the actor system and the telemetry actor; Start adds the
-// application.
-func New(cfg Config) (*Runtime, error) {
+// newRuntime starts the actor system and the telemetry actor; Start adds
+// the application.
+func newRuntime(cfg runtimeConfig) (*actorRuntime, error) {
 	if cfg.MaxInbound <= 0 {
 		cfg.MaxInbound = DefaultMaxInbound
 	}
@@ -146,7 +136,7 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.Counters == nil {
 		cfg.Counters = func() telemetry.Counters { return telemetry.Counters{} }
 	}
-	r := &Runtime{
+	r := &actorRuntime{
 		cfg:        cfg,
 		log:        cfg.Logger,
 		streams:    newStreamList(cfg.Shards),
@@ -158,24 +148,33 @@ func New(cfg Config) (*Runtime, error) {
 	if r.start.IsZero() {
 		r.start = time.Now()
 	}
-	r.panicLog.every = time.Second
-	r.panicLog.burst = 5
-	r.authLog.every = time.Second
-	r.authLog.burst = 5
+	r.panicLog.Every = time.Second
+	r.panicLog.Burst = 5
+	r.authLog.Every = time.Second
+	r.authLog.Burst = 5
 	r.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(quietHandler{cfg.Logger.Handler()}).With("component", "protoactor")
+		return slog.New(actors.QuietHandler(cfg.Logger.Handler())).With("component", "protoactor")
 	}))
 
 	// Mailboxes handle up to 300 messages before yielding, protoactor's
 	// default. As many workers as cores stay awake under load; blocked
 	// handlers can add up to maxWorkers in all.
-	r.disp = newDispatcher(runtime.GOMAXPROCS(0), maxWorkers, 300)
-	telem, err := r.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newTelemetryActor(r) }, actor.WithDispatcher(r.disp)), "telemetry")
+	r.disp = actors.NewDispatcher(runtime.GOMAXPROCS(0), maxWorkers, 300)
+	telem, err := actors.StartTelemetry(actors.TelemetryConfig{
+		MaxSpan:    cfg.MaxSpan,
+		Start:      r.start,
+		Counters:   r.Counters,
+		Cluster:    cfg.Cluster,
+		Logger:     r.log,
+		Dispatcher: r.disp,
+		System:     r.system,
+	})
 	if err != nil {
 		r.system.Shutdown()
-		return nil, fmt.Errorf("actors: spawning the telemetry actor: %w", err)
+		r.disp.Stop()
+		return nil, err
 	}
-	r.telemPID = telem
+	r.telem = telem
 	if cfg.Authenticator != nil {
 		r.auth = cfg.Authenticator
 		r.authPool = newAuthPool(r, cfg.Authenticator)
@@ -196,7 +195,7 @@ func New(cfg Config) (*Runtime, error) {
 // block, for while it runs its loop serves no other connection. (A shared
 // actor cannot run so: the loop that happened to start its mailbox would
 // run every other loop's frames too, and could be kept at it forever.)
-func (r *Runtime) Start(shared, perStream *actor.Props, onLoop bool) error {
+func (r *actorRuntime) Start(shared, perStream *actor.Props, onLoop bool) error {
 	if (shared == nil) == (perStream == nil) {
 		return errors.New("actors: exactly one of a shared and a per-stream application must be given")
 	}
@@ -218,19 +217,19 @@ func (r *Runtime) Start(shared, perStream *actor.Props, onLoop bool) error {
 	if onLoop {
 		r.appProps = r.appProps.Configure(actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)), actor.WithMailbox(r.newAppBox))
 	}
-	strategy := actor.WithSupervisor(&restartAlways{rt: r})
+	strategy := actor.WithSupervisor(&r.restarts)
 	// The connection actor runs on whichever goroutine sends to it, the
 	// event loop for its frames: its work per read is a loop of mailbox
 	// pushes, cheaper than the goroutine handoff a dispatcher would cost.
 	// Its mailbox still serialises it, and a sender that finds it busy
 	// only queues.
-	r.connProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{rt: r} }, strategy, actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)), actor.WithMailbox(newLoopMailbox))
+	r.connProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{rt: r} }, strategy, actor.WithDispatcher(actor.NewSynchronizedDispatcher(300)), actor.WithMailbox(newConnBox))
 	if shared == nil {
 		return nil
 	}
 	ready := make(chan *actor.PID, 1)
 	sup, err := r.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return &appSupervisor{rt: r, ready: ready}
+		return &actors.SharedSupervisor{Props: r.appProps, Ready: ready, Log: r.log, Stopped: r.sharedStopped}
 	}, strategy, actor.WithDispatcher(r.disp)), "app")
 	if err != nil {
 		return fmt.Errorf("actors: spawning the application supervisor: %w", err)
@@ -250,33 +249,84 @@ func (r *Runtime) Start(shared, perStream *actor.Props, onLoop bool) error {
 // AppStopped is closed when the shared application actor has stopped
 // itself. Its streams are closed by then and new ones are refused; the
 // broker has nothing left to serve.
-func (r *Runtime) AppStopped() <-chan struct{} { return r.appDone }
+func (r *actorRuntime) AppStopped() <-chan struct{} { return r.appDone }
 
 // System is the protoactor actor system, for applications that spawn
 // actors of their own.
-func (r *Runtime) System() *actor.ActorSystem { return r.system }
+func (r *actorRuntime) System() *actor.ActorSystem { return r.system }
 
 // Streams is the list of open streams.
-func (r *Runtime) Streams() *StreamList { return r.streams }
+func (r *actorRuntime) Streams() *StreamList { return r.streams }
 
 // Stats reports the runtime's counters.
-func (r *Runtime) Stats() Stats {
-	return Stats{
+func (r *actorRuntime) Stats() ActorStats {
+	return ActorStats{
 		HandlerPanics:     r.panics.Load(),
-		HandlerRestarts:   r.restarts.Load(),
-		TelemetryRequests: r.telemReqs.Load(),
-		TelemetryWaiting:  r.telemWait.Load(),
+		HandlerRestarts:   r.restarts.Restarts(),
+		TelemetryRequests: r.telem.Requests(),
+		TelemetryWaiting:  r.telem.Waiting(),
 		AuthFailures:      r.authFailures.Load(),
 		FramesRefused:     r.refused.Load(),
 	}
 }
 
+// Counters gathers the figures of a telemetry reply: the I/O counters
+// (runtimeConfig.Counters) and the runtime's own.
+func (r *actorRuntime) Counters() telemetry.Counters {
+	c := r.cfg.Counters()
+	st := r.Stats()
+	c.HandlerPanics = st.HandlerPanics
+	c.TelemetryRequests = st.TelemetryRequests
+	c.AuthFailures = st.AuthFailures
+	c.FramesRefused = st.FramesRefused
+	return c
+}
+
+// sharedStopped is told by the shared application's supervisor that the
+// application stopped itself. No stream has anyone to handle its frames
+// any more, so every stream ends, as a per-stream one does when its own
+// actor stops, new ones are refused, and AppStopped tells the broker.
+func (r *actorRuntime) sharedStopped() {
+	select {
+	case <-r.appDone:
+		return // told already
+	default:
+	}
+	r.log.Error("the application actor stopped; closing every stream")
+	r.streams.Each(func(s *Stream) bool {
+		s.Close(ErrAppStopped)
+		return true
+	})
+	close(r.appDone)
+}
+
+// plainMessage reports the messages of the frame path, which cannot be an
+// actor.MessageBatch nor carry one: a connection actor's delivery, and a
+// frame's pre-wrapped envelope. Checked by their concrete type, they are
+// spared two interface assertions (an itab lookup each) per message.
+func plainMessage(message any) bool {
+	switch m := message.(type) {
+	case *delivery:
+		return true
+	case *actor.MessageEnvelope:
+		_, ours := m.Message.(*Received)
+		return ours
+	}
+	return false
+}
+
+// newConnBox is the mailbox producer of connection actors.
+func newConnBox() actor.Mailbox { return actors.NewLoopMailboxOf(plainMessage, nil) }
+
 // newAppBox is the mailbox producer of on-loop applications: a
-// loopMailbox that gathers the stream's broadcasts, handed to the
+// LoopMailbox that gathers the stream's broadcasts, handed to the
 // connection actor that is spawning it (connActor.startApp).
-func (r *Runtime) newAppBox() actor.Mailbox {
-	m := newLoopMailbox().(*loopMailbox)
-	m.stream = r.spawning
+func (r *actorRuntime) newAppBox() actor.Mailbox {
+	var hooks actors.RunHooks
+	if r.spawning != nil {
+		hooks = (*streamRun)(r.spawning)
+	}
+	m := actors.NewLoopMailboxOf(plainMessage, hooks)
 	r.spawned = m
 	return m
 }
@@ -286,11 +336,11 @@ func (r *Runtime) newAppBox() actor.Mailbox {
 // than when it opens; Connected then reaches the application just before
 // that frame. A stream that opens and never sends costs no actor. Call it
 // before Start.
-func (r *Runtime) SpawnOnFirstFrame() { r.lazy = true }
+func (r *actorRuntime) SpawnOnFirstFrame() { r.lazy = true }
 
 // OnOpen implements netpoll.Handler: it registers the stream and, unless
 // its actors wait for its first frame, spawns its connection actor.
-func (r *Runtime) OnOpen(c *netpoll.Conn) {
+func (r *actorRuntime) OnOpen(c *netpoll.Conn) {
 	s := &Stream{conn: c, id: c.ID(), rt: r, appPID: r.sharedPID}
 	r.streams.setView(s)
 	c.SetValue(s)
@@ -316,7 +366,7 @@ func (r *Runtime) OnOpen(c *netpoll.Conn) {
 
 // spawnConn spawns s's connection actor, once; it reports whether s has
 // one.
-func (r *Runtime) spawnConn(s *Stream) bool {
+func (r *actorRuntime) spawnConn(s *Stream) bool {
 	if s.spawned {
 		return s.connPID != nil
 	}
@@ -334,7 +384,7 @@ func (r *Runtime) spawnConn(s *Stream) bool {
 
 // OnFrames implements netpoll.Handler: one message to the connection actor
 // carries every frame of the read.
-func (r *Runtime) OnFrames(c *netpoll.Conn, b *netpoll.Batch) {
+func (r *actorRuntime) OnFrames(c *netpoll.Conn, b *netpoll.Batch) {
 	s := c.Value().(*Stream)
 	if s.connPID == nil && !(r.lazy && r.spawnConn(s)) {
 		b.Release()
@@ -347,7 +397,7 @@ func (r *Runtime) OnFrames(c *netpoll.Conn, b *netpoll.Batch) {
 // OnClose implements netpoll.Handler: the stream leaves the list at once,
 // so broadcasts skip it, and its connection actor tells the application
 // and stops.
-func (r *Runtime) OnClose(c *netpoll.Conn, err error) {
+func (r *actorRuntime) OnClose(c *netpoll.Conn, err error) {
 	s := c.Value().(*Stream)
 	r.streams.set.remove(s)
 	s.leaveAll()
@@ -359,7 +409,7 @@ func (r *Runtime) OnClose(c *netpoll.Conn, err error) {
 // Drain waits until every frame handed to the actors has been handled, or
 // ctx ends. Call it after the server stopped reading (netpoll's Quiesce),
 // so that replies to the last frames are queued before the queues drain.
-func (r *Runtime) Drain(ctx context.Context) error {
+func (r *actorRuntime) Drain(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -383,7 +433,7 @@ func (r *Runtime) Drain(ctx context.Context) error {
 }
 
 // Shutdown stops every actor and the actor system.
-func (r *Runtime) Shutdown() {
+func (r *actorRuntime) Shutdown() {
 	if r.stopped.Swap(true) {
 		return
 	}
@@ -391,5 +441,5 @@ func (r *Runtime) Shutdown() {
 		r.authPool.stop() // before the system: its verdicts are sent through it
 	}
 	r.system.Shutdown()
-	r.disp.stop()
+	r.disp.Stop()
 }

@@ -1,8 +1,7 @@
-package actors
+package broker
 
 import (
 	"cmp"
-	"errors"
 	"slices"
 	"sync"
 
@@ -19,7 +18,7 @@ import (
 //
 // A Group obtained from the StreamList of a stream's message broadcasts
 // on that stream's behalf: a member that cannot keep up stalls that
-// stream (see broker.Config.Overflow).
+// stream (see Config.Overflow).
 type Group struct {
 	set  *streamSet
 	name string
@@ -70,11 +69,8 @@ func (g Group) lookup(create bool) *group {
 	return grp
 }
 
-// ErrGroupName is Join's error for a group with an empty name.
-var ErrGroupName = errors.New("actors: a group's name must not be empty")
-
 // Join adds s to the group; joining twice is joining once. It fails with
-// netpoll.ErrClosed once s has closed, and with ErrGroupName for the
+// ErrClosed once s has closed, and with ErrGroupName for the
 // group named "", which has no members.
 func (g Group) Join(s *Stream) error {
 	if g.name == "" {

@@ -1,4 +1,4 @@
-package actors
+package broker
 
 import (
 	"io"
@@ -12,10 +12,10 @@ import (
 
 // oneStream serves a runtime with the given MaxInbound, connects one
 // client and returns its Stream.
-func oneStream(t *testing.T, maxInbound int, app *actor.Props) (*Runtime, *netpoll.Server, *Stream) {
+func oneStream(t *testing.T, maxInbound int, app *actor.Props) (*actorRuntime, *netpoll.Server, *Stream) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rt, err := New(Config{Shards: 1, Logger: log, MaxInbound: maxInbound})
+	rt, err := newRuntime(runtimeConfig{Shards: 1, Logger: log, MaxInbound: maxInbound})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package actors
+package broker
 
 import (
 	"sync"
@@ -41,9 +41,11 @@ type Restarted struct {
 	Streams *StreamList
 }
 
-// Closed tells an application actor that a stream closed, and why (a
-// netpoll sentinel such as netpoll.ErrPeerClosed, wrapped where there is
-// more to say). Sends to the stream fail from now on.
+// Closed tells an application actor that a stream closed, and why: Reason
+// is one of the close reasons of this package (ErrPeerClosed,
+// ErrSlowConsumer, ErrIdle and the others beside them), wrapped where
+// there is more to say, so compare it with errors.Is; or the error the
+// application gave Stream.Close. Sends to the stream fail from now on.
 type Closed struct {
 	Stream  *Stream
 	Streams *StreamList

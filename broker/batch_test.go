@@ -1,4 +1,4 @@
-package actors
+package broker
 
 import (
 	"bytes"
@@ -18,10 +18,10 @@ import (
 
 // serveOnLoop runs a per-stream application on the event loops, behind a
 // real netpoll server on loopback: the mode whose broadcasts are batched.
-func serveOnLoop(t testing.TB, app *actor.Props) (*Runtime, *netpoll.Server) {
+func serveOnLoop(t testing.TB, app *actor.Props) (*actorRuntime, *netpoll.Server) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	rt, err := New(Config{Shards: 2, Logger: log})
+	rt, err := newRuntime(runtimeConfig{Shards: 2, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func serveOnLoop(t testing.TB, app *actor.Props) (*Runtime, *netpoll.Server) {
 }
 
 // dialN connects n clients and waits until the broker lists them all.
-func dialN(t testing.TB, rt *Runtime, addr string, n int) []net.Conn {
+func dialN(t testing.TB, rt *actorRuntime, addr string, n int) []net.Conn {
 	t.Helper()
 	conns := make([]net.Conn, n)
 	for i := range conns {
@@ -314,7 +314,7 @@ func TestBatchEachUnderChurn(t *testing.T) {
 }
 
 // pendingFrames is the frames handed to actors and not yet handled.
-func pendingFrames(rt *Runtime) int {
+func pendingFrames(rt *actorRuntime) int {
 	n := 0
 	rt.Streams().Each(func(s *Stream) bool {
 		n += int(s.pending.Load())

@@ -1,4 +1,4 @@
-package actors
+package broker
 
 import (
 	"fmt"
@@ -18,7 +18,7 @@ type Stream struct {
 	list *StreamList // &view
 	view StreamList  // this stream's view of every stream: it publishes as this stream
 	id   uint64      // the connection's ID, kept here for the StreamList's index
-	rt   *Runtime
+	rt   *actorRuntime
 
 	connPID *actor.PID // the connection actor
 	spawned bool       // spawning connPID was tried; on the stream's loop only
@@ -53,7 +53,7 @@ type value struct {
 // they survive the application actor's restarts, may be read by any actor
 // that has the stream, and go once the application has handled Closed.
 // Use a key of a type of your own (as context.WithValue asks), or
-// broker.Key for typed access. Safe for concurrent use; an on-loop
+// Key for typed access. Safe for concurrent use; an on-loop
 // handler needs no lock of its own.
 func (s *Stream) SetValue(key, val any) {
 	s.valMu.Lock()
@@ -141,9 +141,9 @@ func (s *Stream) Identity() *Identity { return s.identity.Load() }
 
 // Send queues payload as one frame to this stream; it copies payload.
 // Frames sent from one actor are written in the order sent. It fails with
-// netpoll.ErrClosed once the stream closed, and with
-// netpoll.ErrSlowConsumer (closing the stream) when the stream's outbound
-// queue is over its bound.
+// ErrClosed once the stream closed, with ErrFrameTooLarge for a payload
+// over 65,535 bytes, and with ErrSlowConsumer (closing the stream) when
+// the stream's outbound queue is over its bound.
 //
 // For flow control the stream is its own producer: when what is sent to
 // it piles up past 3/4 of its bound, its own reading stalls (a client
@@ -165,7 +165,7 @@ func (s *Stream) Refuse(reason string) error {
 
 // Close closes the stream; what is queued gets one attempt at being
 // written first. Application actors then receive Closed with the reason
-// (nil means netpoll.ErrClosed).
+// (nil means ErrClosed).
 func (s *Stream) Close(reason error) {
 	s.view.set.batches.flush()
 	s.conn.Close(reason)
@@ -173,6 +173,28 @@ func (s *Stream) Close(reason error) {
 
 // Queued reports the outbound bytes queued and not yet written.
 func (s *Stream) Queued() int { return s.conn.Queued() }
+
+// telemetryPeer is a stream as the telemetry path sees it
+// (actors.TelemetryPeer): a type of its own, so that Stream's methods
+// stay those of the handler API.
+type telemetryPeer Stream
+
+func (s *Stream) telemetryPeer() *telemetryPeer { return (*telemetryPeer)(s) }
+
+// Reply implements actors.TelemetryPeer: as Stream.Send.
+func (p *telemetryPeer) Reply(payload []byte) error { return (*Stream)(p).Send(payload) }
+
+// ReplyFrame implements actors.TelemetryPeer.
+func (p *telemetryPeer) ReplyFrame(frame []byte) error { return p.conn.SendFrame(frame) }
+
+// Owe implements actors.TelemetryPeer.
+func (p *telemetryPeer) Owe() { p.conn.Owe() }
+
+// Settle implements actors.TelemetryPeer.
+func (p *telemetryPeer) Settle() { p.conn.Settle() }
+
+// Waiting implements actors.TelemetryPeer.
+func (p *telemetryPeer) Waiting() *atomic.Int32 { return &p.telem }
 
 // framesDone counts n frames handled (a read's, all of them): reading
 // resumes once the backlog has halved from the bound that paused it.
@@ -211,7 +233,7 @@ func (s *Stream) framesIn(n int) {
 // Received, Closed) is that stream's view of every stream: its broadcasts
 // are made on that stream's behalf, so that when a receiver cannot keep
 // up, the stream that feeds it is the one whose reading stalls (see
-// broker.Config.Overflow). The broker's own list publishes on nobody's
+// Config.Overflow). The broker's own list publishes on nobody's
 // behalf.
 type StreamList struct {
 	set  *streamSet
@@ -293,7 +315,7 @@ func (l *StreamList) Len() int { return int(l.set.n.Load()) }
 
 // Get is the open stream numbered id (Stream.ID), or nil when there is
 // none: it closed, or never was. A *Stream may be kept after it closes:
-// its methods then fail with netpoll.ErrClosed, and Get no longer finds it.
+// its methods then fail with ErrClosed, and Get no longer finds it.
 func (l *StreamList) Get(id uint64) *Stream {
 	sh := &l.set.shards[id%uint64(len(l.set.shards))]
 	sh.mu.RLock()
@@ -337,40 +359,40 @@ func (l *StreamList) BroadcastExcept(except *Stream, payload []byte) (int, error
 	if err != nil {
 		return 0, err
 	}
-	return l.SendFrameExcept(except, frame), nil
+	return l.sendFrameExcept(except, frame), nil
 }
 
-// SetRemote makes Broadcast and BroadcastExcept, and a Group's, also hand
+// setRemote makes Broadcast and BroadcastExcept, and a Group's, also hand
 // each payload to publish, with the stream excepted (the publishing
 // stream, for the built-in applications; nil for Broadcast) and the
 // group's name ("" for the whole list). A clustered broker sets it to
 // publish to the other nodes, and hands what they publish to
-// DeliverRemote, which does not call it again. publish must copy payload
+// deliverRemote, which does not call it again. publish must copy payload
 // and must not block. Call it before the first broadcast: it is read
 // without synchronisation.
-func (l *StreamList) SetRemote(publish func(from *Stream, group string, payload []byte)) {
+func (l *StreamList) setRemote(publish func(from *Stream, group string, payload []byte)) {
 	l.set.remote = publish
 }
 
-// DeliverRemote queues what another node published to the streams here:
+// deliverRemote queues what another node published to the streams here:
 // to every stream when group is "", else to the group's members (none, if
 // it has none here). It returns how many streams it was queued for, and
 // does not publish anything again.
-func (l *StreamList) DeliverRemote(group string, payload []byte) (int, error) {
+func (l *StreamList) deliverRemote(group string, payload []byte) (int, error) {
 	frame, err := wire.Encode(payload)
 	if err != nil {
 		return 0, err
 	}
 	if group == "" {
-		return l.SendFrameExcept(nil, frame), nil
+		return l.sendFrameExcept(nil, frame), nil
 	}
 	return Group{set: l.set, name: group}.sendFrame(nil, frame), nil
 }
 
-// SendFrameExcept queues an encoded frame (wire.Encode) to every open
+// sendFrameExcept queues an encoded frame (wire.Encode) to every open
 // stream but except, sharing its bytes, and returns how many streams it
 // was queued for. The frame must not be modified afterwards.
-func (l *StreamList) SendFrameExcept(except *Stream, frame []byte) int {
+func (l *StreamList) sendFrameExcept(except *Stream, frame []byte) int {
 	l.set.batches.flush()
 	var producer *netpoll.Conn
 	if l.from != nil {
@@ -415,7 +437,7 @@ func (l *StreamList) sendFrames(except *Stream, f netpoll.Frames) int {
 // outside the list's locks, on each shard's streams as they were when the
 // shard was reached: it may Send to, Close and broadcast to streams, but
 // must not block. A stream that closes meanwhile may still be passed to
-// fn; its methods then fail with netpoll.ErrClosed.
+// fn; its methods then fail with ErrClosed.
 func (l *StreamList) Each(fn func(*Stream) bool) {
 	bp := eachPool.Get().(*[]*Stream)
 	defer func() {
