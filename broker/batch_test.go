@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -20,24 +19,7 @@ import (
 // real netpoll server on loopback: the mode whose broadcasts are batched.
 func serveOnLoop(t testing.TB, app *actor.Props) (*actorRuntime, *netpoll.Server) {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	rt, err := newRuntime(runtimeConfig{Shards: 2, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Start(nil, app, true); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := netpoll.Listen(netpoll.Config{Addr: "127.0.0.1:0", Loops: 2, Logger: log}, rt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() {
-		srv.Shutdown(t.Context())
-		rt.Shutdown()
-	})
-	return rt, srv
+	return serveMode(t, app, true, true)
 }
 
 // dialN connects n clients and waits until the broker lists them all.

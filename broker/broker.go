@@ -118,12 +118,13 @@ type Config struct {
 	// every payload: for development, not production.
 	DebugPayloads bool
 	// Cluster, when set, joins this broker to a cluster of brokers (see
-	// ClusterConfig): every broadcast through the StreamList
-	// also reaches the streams of every other node, and theirs reach this
-	// node's. Its Provider chooses how members are found: nil is
-	// protoactor's automanaged provider over Cluster.Peers; set a consul,
-	// etcd or Kubernetes provider from protoactor-go's
-	// cluster/clusterproviders instead. Its Logger defaults to Logger.
+	// ClusterConfig): every broadcast through the StreamList also
+	// reaches the streams of every other node, a group's broadcast the
+	// group's members on every node, and theirs reach this node's. Its
+	// Provider chooses how members are found: nil is health checking of
+	// Cluster.Peers over the cluster port itself; set a consul, etcd or
+	// Kubernetes provider from protoactor-go's cluster/clusterproviders
+	// instead. Its Logger defaults to Logger.
 	// Default nil: the broker runs alone and pays nothing for clustering.
 	Cluster *ClusterConfig
 }
@@ -296,9 +297,30 @@ func (b *Broker) joinCluster(cc cluster.Config) error {
 	return nil
 }
 
-// Cluster is the broker's cluster node, for its members and counters;
-// nil when the broker runs alone.
-func (b *Broker) Cluster() *ClusterNode { return b.node }
+// ClusterView shows the broker's node in its cluster: its name, state,
+// members and counters. It can neither publish nor stop the node.
+type ClusterView struct{ n *cluster.Node }
+
+// Name is the cluster's name.
+func (v *ClusterView) Name() string { return v.n.Name() }
+
+// State is where the node stands in its cluster.
+func (v *ClusterView) State() ClusterState { return v.n.State() }
+
+// Members are the cluster's members, this node included.
+func (v *ClusterView) Members() []ClusterMember { return v.n.Members() }
+
+// Stats are the node's counters.
+func (v *ClusterView) Stats() ClusterStats { return v.n.Stats() }
+
+// Cluster shows the broker's cluster node; nil when the broker runs
+// alone.
+func (b *Broker) Cluster() *ClusterView {
+	if b.node == nil {
+		return nil
+	}
+	return &ClusterView{b.node}
+}
 
 // clusterInfo is the cluster part of a telemetry reply.
 func (b *Broker) clusterInfo() *telemetry.Cluster {

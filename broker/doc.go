@@ -35,7 +35,8 @@
 //
 // With Config.Cluster set, the broker joins a cluster of brokers
 // (package actors/cluster): Broadcast and BroadcastExcept then reach the
-// streams of every node, with no change to handler code.
+// streams of every node, and a Group's the group's members on every node,
+// with no change to handler code. Stream.Send stays on its node.
 //
 // A Received payload is valid until Receive returns; copy it to keep it.
 // A panic in an application actor is logged with its stack and the actor

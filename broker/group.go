@@ -2,6 +2,7 @@ package broker
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -213,7 +214,7 @@ func (g Group) Broadcast(payload []byte) (int, error) { return g.BroadcastExcept
 func (g Group) BroadcastExcept(except *Stream, payload []byte) (int, error) {
 	frame, err := wire.Encode(payload)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, len(payload))
 	}
 	if g.set.remote != nil && g.name != "" {
 		g.set.remote(except, g.name, payload)

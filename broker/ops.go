@@ -43,15 +43,16 @@ type (
 	// ClusterTLS is mutual TLS between the nodes (ClusterConfig.TLS):
 	// LoadClusterTLS reads it, and its Reload re-reads the files.
 	ClusterTLS = cluster.TLS
-	// ClusterNode is the broker's node in its cluster: its members,
-	// state and counters (Broker.Cluster).
-	ClusterNode = cluster.Node
+	// ClusterMember is one member of the cluster (ClusterView.Members).
+	ClusterMember = cluster.Member
+	// ClusterStats are a cluster node's counters (ClusterView.Stats).
+	ClusterStats = cluster.Stats
 	// ClusterState is where a node stands in its cluster: ClusterJoining,
 	// ClusterOK or ClusterIsolated.
 	ClusterState = cluster.State
 )
 
-// The states of a cluster node (ClusterNode.State).
+// The states of a cluster node (ClusterView.State).
 const (
 	ClusterJoining  = cluster.Joining
 	ClusterOK       = cluster.OK

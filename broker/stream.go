@@ -343,7 +343,7 @@ func (l *StreamList) Broadcast(payload []byte) (int, error) {
 // be nil), as Broadcast does.
 func (l *StreamList) BroadcastExcept(except *Stream, payload []byte) (int, error) {
 	if len(payload) > wire.MaxPayload {
-		return 0, fmt.Errorf("%w: %d bytes", wire.ErrPayloadTooLarge, len(payload))
+		return 0, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, len(payload))
 	}
 	if l.set.remote != nil {
 		l.set.remote(except, "", payload)

@@ -17,27 +17,11 @@ import (
 	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
-// serve runs a actorRuntime behind a real netpoll server on loopback.
+// serve runs an actorRuntime behind a real netpoll server on loopback,
+// its application on the worker pool.
 func serve(t testing.TB, app *actor.Props) (*actorRuntime, *netpoll.Server) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rt, err := newRuntime(runtimeConfig{Shards: 2, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Start(nil, app, false); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := netpoll.Listen(netpoll.Config{Addr: "127.0.0.1:0", Loops: 2, Logger: log}, rt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() {
-		srv.Shutdown(t.Context())
-		rt.Shutdown()
-	})
-	return rt, srv
+	return serveMode(t, app, true, false)
 }
 
 func nothing() *actor.Props { return actor.PropsFromFunc(func(actor.Context) {}) }

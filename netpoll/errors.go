@@ -3,6 +3,8 @@ package netpoll
 import (
 	"errors"
 	"fmt"
+
+	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
 // Reasons a connection closes, reported once to Handler.OnClose (wrapped
@@ -43,8 +45,9 @@ var (
 	// closing; nothing was queued.
 	ErrClosed = errors.New("netpoll: connection closed")
 	// ErrFrameTooLarge is returned by Send for a payload over the wire's
-	// maximum; nothing was queued and the connection stays open.
-	ErrFrameTooLarge = errors.New("netpoll: payload too large for a frame")
+	// maximum; nothing was queued and the connection stays open. It wraps
+	// wire.ErrPayloadTooLarge.
+	ErrFrameTooLarge = fmt.Errorf("netpoll: %w", wire.ErrPayloadTooLarge)
 )
 
 // errMemoryLimit is the reason a connection closed by the memory budget

@@ -2,8 +2,11 @@ package netpoll
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"testing"
 	"time"
 )
@@ -93,5 +96,40 @@ func TestCloseLingersForThePeer(t *testing.T) {
 			}
 			t.Logf("released %v after the close", d.Round(time.Millisecond))
 		})
+	}
+}
+
+// TestShutdownEndsLingering: a socket lingering when the server shuts
+// down is closed with it, not left open.
+func TestShutdownEndsLingering(t *testing.T) {
+	h := newHandler(t, replyNone)
+	s, err := Listen(Config{Addr: "127.0.0.1:0", Logger: testLogger(t)}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	dial(t, s.Addr()) // neither reads nor closes: the server's socket lingers
+	c := h.nextOpened(t).c
+	fd := fmt.Sprintf("/proc/self/fd/%d", c.fd)
+	sock, err := os.Readlink(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close(ErrIdle)
+	h.closedFor(t, c)
+	if now, _ := os.Readlink(fd); now != sock {
+		t.Fatalf("the closed connection's socket %s is %q, want it lingering (%s)", fd, now, sock)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := os.Readlink(fd); now == sock {
+		t.Errorf("the lingering socket %s outlived the server", sock)
 	}
 }

@@ -70,6 +70,9 @@ func newInjector(t *testing.T) *injector {
 		injectorOnce.inj = inj
 	})
 	inj := injectorOnce.inj
+	if inj == nil {
+		t.Fatal("the injector could not be made (see the first test that asked for it)")
+	}
 	for {
 		select {
 		case <-inj.gone:

@@ -27,6 +27,32 @@ func psCmd(t testing.TB, c *client.Client, cmd string) (answer string, msgs []st
 	}
 }
 
+// psExpectTicks reads from every subscriber until it has had MSG ticks
+// p i for both publishers p and every i below n, each once and in order;
+// subscriber pub, a publisher too, also gets its n +OKs.
+func psExpectTicks(t testing.TB, subs []*client.Client, n, pub int) {
+	t.Helper()
+	for si, s := range subs {
+		next := []int{0, 0}
+		oks := 0
+		for next[0] < n || next[1] < n || (si == pub && oks < n) {
+			got := string(recv(t, s))
+			if got == "+OK" {
+				oks++
+				continue
+			}
+			var p, i int
+			if _, err := fmt.Sscanf(got, "MSG ticks %d %d", &p, &i); err != nil {
+				t.Fatalf("subscriber %d: %q", si, got)
+			}
+			if i != next[p] {
+				t.Fatalf("subscriber %d: publisher %d's message %d, want %d (a gap, a duplicate or a reordering)", si, p, i, next[p])
+			}
+			next[p]++
+		}
+	}
+}
+
 // TestPubSubBinary runs `broker serve --app pubsub`: two publishers
 // interleave numbered PUBs on one topic; every subscriber, a publisher
 // among them, gets each PUB exactly once and each publisher's in order;
@@ -53,25 +79,7 @@ func TestPubSubBinary(t *testing.T) {
 			}
 		}
 	}
-	for si, s := range subs {
-		next := []int{0, 0}
-		oks := 0
-		for next[0] < n || next[1] < n || (si == 2 && oks < n) {
-			got := string(recv(t, s))
-			if got == "+OK" {
-				oks++
-				continue
-			}
-			var p, i int
-			if _, err := fmt.Sscanf(got, "MSG ticks %d %d", &p, &i); err != nil {
-				t.Fatalf("subscriber %d: %q", si, got)
-			}
-			if i != next[p] {
-				t.Fatalf("subscriber %d: publisher %d's message %d, want %d (a gap, a duplicate or a reordering)", si, p, i, next[p])
-			}
-			next[p]++
-		}
-	}
+	psExpectTicks(t, subs, n, 2)
 	if _, err := other.Recv(ctxWithin(t, 200*time.Millisecond)); err == nil {
 		t.Error("a subscriber of another topic got a message")
 	}
@@ -114,25 +122,7 @@ func TestPubSubCluster(t *testing.T) {
 			}
 		}
 	}
-	for si, s := range subs {
-		next := []int{0, 0}
-		oks := 0
-		for next[0] < n || next[1] < n || (si == 0 && oks < n) {
-			got := string(recv(t, s))
-			if got == "+OK" {
-				oks++
-				continue
-			}
-			var p, i int
-			if _, err := fmt.Sscanf(got, "MSG ticks %d %d", &p, &i); err != nil {
-				t.Fatalf("subscriber %d: %q", si, got)
-			}
-			if i != next[p] {
-				t.Fatalf("subscriber %d: publisher %d's message %d, want %d (a gap, a duplicate or a reordering)", si, p, i, next[p])
-			}
-			next[p]++
-		}
-	}
+	psExpectTicks(t, subs, n, 0)
 	for name, c := range map[string]*client.Client{"a subscriber of another topic": other, "a client subscribed to nothing": idle} {
 		if p, err := c.Recv(ctxWithin(t, 300*time.Millisecond)); err == nil {
 			t.Errorf("%s got %q", name, p)

@@ -92,17 +92,26 @@
 //	  uint64 node = 1;            // the sending node (its process)
 //	  uint64 seq = 2;             // batch number, 1, 2, 3 ... per sending node
 //	  uint64 first = 3;           // node-wide number of the first frame
-//	  repeated Frame frames = 4;  // in publish order
+//	  repeated Frame frames = 4;            // for every stream
+//	  repeated GroupFrame group_frames = 5; // for a group's members
 //	}
 //	message Frame {
 //	  uint64 publisher = 1;       // who published it (a stream, for the broker)
 //	  bytes payload = 2;
-//	  string group = 3;           // for the members of this group only; absent: for every stream
+//	}
+//	message GroupFrame {
+//	  uint64 publisher = 1;
+//	  bytes payload = 2;
+//	  bytes group = 3;            // the group's name, never empty
 //	}
 //
 // written with protowire (fields may come in any order on the protobuf
 // wire, so the header follows the frames and frames are encoded once, as
-// they are published). The node and batch numbers outlive incarnations,
+// they are published; frames and group frames stand in publish order and
+// are delivered in that order). A group's frames are a field of their own
+// so that a node that does not know them skips them: taken for frames,
+// they would reach every stream. A group frame without a group, or a
+// frame with one, cuts the batch short as malformed. The node and batch numbers outlive incarnations,
 // so a receiver counts what a peer sent while it was cut off as gaps.
 //
 // # Bounds and what is dropped

@@ -6,20 +6,21 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Field numbers of the Batch and Frame messages (see the package
-// documentation for their schema).
+// Field numbers of the Batch, Frame and GroupFrame messages (see the
+// package documentation for their schema).
 const (
-	fieldNode   protowire.Number = 1
-	fieldSeq    protowire.Number = 2
-	fieldFirst  protowire.Number = 3
-	fieldFrames protowire.Number = 4
+	fieldNode        protowire.Number = 1
+	fieldSeq         protowire.Number = 2
+	fieldFirst       protowire.Number = 3
+	fieldFrames      protowire.Number = 4
+	fieldGroupFrames protowire.Number = 5
 
 	fieldPublisher protowire.Number = 1
 	fieldPayload   protowire.Number = 2
-	fieldGroupName protowire.Number = 3
+	fieldGroupName protowire.Number = 3 // GroupFrame only
 )
 
-// frameInner is the size of a Frame's fields.
+// frameInner is the size of a Frame's fields, or a GroupFrame's.
 func frameInner(publisher uint64, group string, n int) int {
 	inner := protowire.SizeTag(fieldPublisher) + protowire.SizeVarint(publisher) +
 		protowire.SizeTag(fieldPayload) + protowire.SizeBytes(n)
@@ -29,15 +30,26 @@ func frameInner(publisher uint64, group string, n int) int {
 	return inner
 }
 
-// frameSize is the bytes one frame adds to a batch.
-func frameSize(publisher uint64, group string, n int) int {
-	return protowire.SizeTag(fieldFrames) + protowire.SizeBytes(frameInner(publisher, group, n))
+// frameField is the Batch field a frame goes in: a group's frames apart,
+// so that a node that does not know them skips them rather than take
+// them for frames to every stream.
+func frameField(group string) protowire.Number {
+	if group != "" {
+		return fieldGroupFrames
+	}
+	return fieldFrames
 }
 
-// appendFrame appends one Frame, as field 4 of a Batch, to b. An empty
-// group leaves the field out: the frame is for every stream.
+// frameSize is the bytes one frame adds to a batch.
+func frameSize(publisher uint64, group string, n int) int {
+	return protowire.SizeTag(frameField(group)) + protowire.SizeBytes(frameInner(publisher, group, n))
+}
+
+// appendFrame appends one frame to b: a Frame (field 4 of a Batch) for
+// every stream when group is "", else a GroupFrame (field 5) for the
+// group's members.
 func appendFrame(b []byte, publisher uint64, group string, payload []byte) []byte {
-	b = protowire.AppendTag(b, fieldFrames, protowire.BytesType)
+	b = protowire.AppendTag(b, frameField(group), protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(frameInner(publisher, group, len(payload))))
 	b = protowire.AppendTag(b, fieldPublisher, protowire.VarintType)
 	b = protowire.AppendVarint(b, publisher)
@@ -94,8 +106,11 @@ func batchHeader(b []byte) (node, seq, first uint64, err error) {
 	return node, seq, first, nil
 }
 
-// eachFrame calls fn for every Frame of a Batch, in order. group and
-// payload alias b.
+// eachFrame calls fn for every Frame and GroupFrame of a Batch, in the
+// order they were appended; group is nil for a Frame. group and payload
+// alias b. A GroupFrame without a group, or a Frame with one, makes the
+// batch malformed: it is cut short there, never taken as a frame to every
+// stream.
 func eachFrame(b []byte, fn func(publisher uint64, group, payload []byte)) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -103,7 +118,7 @@ func eachFrame(b []byte, fn func(publisher uint64, group, payload []byte)) error
 			return errBadBatch
 		}
 		b = b[n:]
-		if num != fieldFrames || typ != protowire.BytesType {
+		if (num != fieldFrames && num != fieldGroupFrames) || typ != protowire.BytesType {
 			n = protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
 				return errBadBatch
@@ -129,7 +144,10 @@ func eachFrame(b []byte, fn func(publisher uint64, group, payload []byte)) error
 				publisher, n = protowire.ConsumeVarint(f)
 			case num == fieldPayload && typ == protowire.BytesType:
 				payload, n = protowire.ConsumeBytes(f)
-			case num == fieldGroupName && typ == protowire.BytesType:
+			case num == fieldGroupName:
+				if typ != protowire.BytesType {
+					return errBadBatch
+				}
 				group, n = protowire.ConsumeBytes(f)
 			default:
 				n = protowire.ConsumeFieldValue(num, typ, f)
@@ -138,6 +156,12 @@ func eachFrame(b []byte, fn func(publisher uint64, group, payload []byte)) error
 				return errBadBatch
 			}
 			f = f[n:]
+		}
+		if (num == fieldGroupFrames) != (len(group) > 0) {
+			return errBadBatch
+		}
+		if num == fieldFrames {
+			group = nil
 		}
 		fn(publisher, group, payload)
 	}

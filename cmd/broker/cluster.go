@@ -142,14 +142,14 @@ func clusterAddr(flag, addr string) error {
 // clusterCollector is the hydrogen_cluster_ metrics of a clustered
 // broker, read from the node's counters at scrape time.
 type clusterCollector struct {
-	node                                  *broker.ClusterNode
+	node                                  *broker.ClusterView
 	members, memberConns, backlog, state  *prometheus.Desc
 	published, received, dropped          *prometheus.Desc
 	batchesSent, batchesLost, gaps, dupes *prometheus.Desc
 	refused, rejoins                      *prometheus.Desc
 }
 
-func newClusterCollector(n *broker.ClusterNode) *clusterCollector {
+func newClusterCollector(n *broker.ClusterView) *clusterCollector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, prometheus.Labels{"cluster": n.Name()})
 	}
