@@ -181,9 +181,12 @@ func TestOverflowCloseStallsThenCuts(t *testing.T) {
 		size   = 1000
 	)
 	f := newFanout(t)
-	s := startServer(t, Config{MaxPending: 256 << 10}, f)
+	// 1 MiB: room for the fast reader to be starved for a while on a
+	// loaded machine (the race detector, other packages' tests) without
+	// being cut; the silent one passes it well before the 5 MB end.
+	s := startServer(t, Config{MaxPending: 1 << 20}, f)
 	fast := dial(t, s.Addr())
-	f.next(t)
+	fastConn := f.next(t)
 	dialSlow(t, s.Addr())
 	silent := f.next(t)
 	pub := dial(t, s.Addr())
@@ -192,7 +195,7 @@ func TestOverflowCloseStallsThenCuts(t *testing.T) {
 	sent := flood(pub, frames, size)
 	got, err := readSeq(fast, frames, 64<<10, 0)
 	if err != nil {
-		t.Fatalf("fast reader: %d frames in order, then %v", got, err)
+		t.Fatalf("fast reader: %d frames in order, then %v (closed for %v)", got, err, f.reason(t, fastConn))
 	}
 	if err := <-sent; err != nil {
 		t.Fatalf("publisher: %v", err)
