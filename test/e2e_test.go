@@ -427,12 +427,13 @@ func TestTenThousandConnections(t *testing.T) {
 	}
 	after := rss(t, b.Cmd.Process.Pid)
 	per := float64(after-before) / n
-	// The broker's documented overhead is 8 KiB a connection (it sets
-	// its memory limit by it); measured, 7.8-7.9 KB each, garbage from
-	// the round trips included. The bound allows a quarter more, so a
-	// connection that keeps a buffer of 2 KiB or more fails it. A
-	// race-built broker measured 37.9 KB each; its bound is as much over.
-	bound := racePick(10<<10, 48<<10)
+	// Measured, 4.1 KB each (the actors a connection's first frame makes,
+	// its Conn and Stream, garbage from the round trips). The bound
+	// allows about a third more, so a connection that keeps a buffer of
+	// 1.5 KiB or more fails it (one that kept its 4 KiB outbound arena
+	// did, at 7.8 KB). A race-built broker measured 27.8 KB each; its
+	// bound is as much over.
+	bound := racePick(11<<9, 36<<10)
 	t.Logf("broker RSS %d KiB before, %d KiB with %d idle connections: %.0f bytes each (bound %d)", before>>10, after>>10, n, per, bound)
 	if per > float64(bound) {
 		t.Fatalf("%.0f bytes of RSS per idle connection, more than %d", per, bound)
