@@ -354,3 +354,35 @@ func TestBatchGroupAndCloseKeepOrder(t *testing.T) {
 		t.Fatalf("after the last frame: %q, %v; want the end", rest, err)
 	}
 }
+
+// TestBatchKeepsEachExcept: one run that broadcasts past its sender and
+// then to everyone (another except) gathers them into two batches, so
+// the sender gets the second and not the first, and the others get both,
+// in order.
+func TestBatchKeepsEachExcept(t *testing.T) {
+	rt, srv := serveOnLoop(t, actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*Received); ok {
+			m.Streams.BroadcastExcept(m.Stream, append([]byte("others "), m.Payload...))
+			m.Streams.Broadcast(append([]byte("all "), m.Payload...))
+		}
+	}))
+	conns := dialN(t, rt, srv.Addr().String(), 3)
+	const n = 100
+	sent := seq("f", n)
+	if _, err := conns[0].Write(frames(sent...)); err != nil {
+		t.Fatal(err)
+	}
+	var own, others []string
+	for _, p := range sent {
+		own = append(own, "all "+p)
+		others = append(others, "others "+p, "all "+p)
+	}
+	if got := readPayloads(t, conns[0], n); fmt.Sprint(got) != fmt.Sprint(own) {
+		t.Fatalf("the sender read %q, want only the broadcasts to all", got)
+	}
+	for _, c := range conns[1:] {
+		if got := readPayloads(t, c, 2*n); fmt.Sprint(got) != fmt.Sprint(others) {
+			t.Fatalf("a receiver read %q, want %q", got, others)
+		}
+	}
+}

@@ -96,3 +96,68 @@ func TestGroupsAcrossTheRemoteHook(t *testing.T) {
 		t.Errorf("a payload too large was handed to the remote hook: %d", len(s))
 	}
 }
+
+// TestGroupJoinAndLeave drives the membership bookkeeping directly:
+// joining twice is joining once, Leave takes a stream out of the one
+// group only and reports whether it was in it, and the counts follow
+// (an emptied group is gone).
+func TestGroupJoinAndLeave(t *testing.T) {
+	rt, srv := serve(t, nothing())
+	l := rt.Streams()
+	dialRaw(t, srv)
+	dialRaw(t, srv)
+	waitLen(t, l, 2)
+	var a, b *Stream
+	l.Each(func(s *Stream) bool {
+		if a == nil {
+			a = s
+		} else {
+			b = s
+		}
+		return true
+	})
+	x, y := l.Group("x"), l.Group("y")
+	for _, join := range []struct {
+		g Group
+		s *Stream
+	}{{x, a}, {x, a}, {x, b}, {y, a}} {
+		if err := join.g.Join(join.s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string, groups int, members int64, xLen, yLen int, aIn []string) {
+		t.Helper()
+		st := l.GroupStats()
+		if st.Groups != groups || st.Memberships != members || x.Len() != xLen || y.Len() != yLen || !slices.Equal(sorted(a.Groups()), aIn) {
+			t.Errorf("%s: %d groups, %d memberships, x %d, y %d, a in %v; want %d, %d, %d, %d, %v",
+				when, st.Groups, st.Memberships, x.Len(), y.Len(), a.Groups(), groups, members, xLen, yLen, aIn)
+		}
+	}
+	check("joined", 2, 3, 2, 1, []string{"x", "y"})
+	if !x.Leave(a) {
+		t.Error("a left x: Leave said it was not a member")
+	}
+	check("a left x", 2, 2, 1, 1, []string{"y"})
+	if x.Leave(a) {
+		t.Error("a left x twice: Leave said it was a member")
+	}
+	check("a left x again", 2, 2, 1, 1, []string{"y"})
+	if !y.Leave(a) {
+		t.Error("a left y: Leave said it was not a member")
+	}
+	check("a left y", 1, 1, 1, 0, nil)
+	var got []*Stream
+	x.Each(func(s *Stream) bool { got = append(got, s); return true })
+	if len(got) != 1 || got[0] != b {
+		t.Errorf("x's members %v, want b alone", got)
+	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
