@@ -20,8 +20,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
-	"github.com/hydrogen-mq/hydrogen/internal/testcert"
 	"github.com/hydrogen-mq/hydrogen/internal/testnet"
+	"github.com/hydrogen-mq/hydrogen/internal/testpki"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -199,15 +199,17 @@ func TestClusterTLS(t *testing.T) {
 		t.Skip("forms a cluster: seconds")
 	}
 	dir := t.TempDir()
-	ca := testcert.NewCA(t, dir, "ca")
-	other := testcert.NewCA(t, dir, "other")
+	ca := testpki.NewCA(t, "ca")
+	caFile := ca.CAFile(t, dir, "ca")
+	other := testpki.NewCA(t, "other")
+	otherFile := other.CAFile(t, dir, "other")
 	addrs := []string{testnet.ClusterAddr(t), testnet.ClusterAddr(t), testnet.ClusterAddr(t)}
-	certA, keyA := ca.Node(t, dir, "a", "127.0.0.1")
-	certB, keyB := ca.Node(t, dir, "b", "127.0.0.1")
-	certC, keyC := other.Node(t, dir, "c", "127.0.0.1")
-	a := clTLS(t, addrs[0], addrs, certA, keyA, ca.File)
-	b := clTLS(t, addrs[1], addrs, certB, keyB, ca.File)
-	c := clTLS(t, addrs[2], addrs, certC, keyC, other.File)
+	certA, keyA := ca.NodeFiles(t, dir, "a", "127.0.0.1")
+	certB, keyB := ca.NodeFiles(t, dir, "b", "127.0.0.1")
+	certC, keyC := other.NodeFiles(t, dir, "c", "127.0.0.1")
+	a := clTLS(t, addrs[0], addrs, certA, keyA, caFile)
+	b := clTLS(t, addrs[1], addrs, certB, keyB, caFile)
+	c := clTLS(t, addrs[2], addrs, certC, keyC, otherFile)
 	clWaitOK(t, []*clNode{a, b}, 30*time.Second)
 	clRound(t, []*clClient{clDial(t, 1, a.Addr), clDial(t, 2, b.Addr)}, 1, 1000)
 
@@ -256,7 +258,7 @@ func TestClusterTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		pool := x509.NewCertPool()
-		pem, _ := os.ReadFile(ca.File)
+		pem, _ := os.ReadFile(caFile)
 		pool.AppendCertsFromPEM(pem)
 		conn, err := tls.Dial("tcp", a.cluster, &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"h2"}})
 		if err != nil {
@@ -266,7 +268,7 @@ func TestClusterTLS(t *testing.T) {
 		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
 	}
 	before := serial()
-	newCert, newKey := ca.Node(t, dir, "a2", "127.0.0.1")
+	newCert, newKey := ca.NodeFiles(t, dir, "a2", "127.0.0.1")
 	copyFile(t, newCert, certA)
 	copyFile(t, newKey, keyA)
 	clSignal(t, a, syscall.SIGHUP)
@@ -433,10 +435,11 @@ func TestClusterPlaintextWarning(t *testing.T) {
 	n.logged(t, warning, 10*time.Second)
 
 	dir := t.TempDir()
-	ca := testcert.NewCA(t, dir, "ca")
-	cert, key := ca.Node(t, dir, "n", ip)
+	ca := testpki.NewCA(t, "ca")
+	caFile := ca.CAFile(t, dir, "ca")
+	cert, key := ca.NodeFiles(t, dir, "n", ip)
 	secure := free(ip)
-	s := clTLS(t, secure, []string{secure}, cert, key, ca.File)
+	s := clTLS(t, secure, []string{secure}, cert, key, caFile)
 	s.logged(t, "cluster joined", 10*time.Second)
 	l := clStart(t, testnet.ClusterAddr(t), nil)
 	l.logged(t, "cluster node starting", 10*time.Second)
@@ -451,12 +454,13 @@ func TestClusterPlaintextWarning(t *testing.T) {
 // names the flag.
 func TestClusterTLSFlags(t *testing.T) {
 	dir := t.TempDir()
-	ca := testcert.NewCA(t, dir, "ca")
-	other := testcert.NewCA(t, dir, "other")
-	cert, key := ca.Node(t, dir, "n", "127.0.0.1")
-	_, key2 := ca.Node(t, dir, "n2", "127.0.0.1")
-	stranger, strangerKey := other.Node(t, dir, "s", "127.0.0.1")
-	old, oldKey := ca.Expired(t, dir, "old", "127.0.0.1")
+	ca := testpki.NewCA(t, "ca")
+	caFile := ca.CAFile(t, dir, "ca")
+	other := testpki.NewCA(t, "other")
+	cert, key := ca.NodeFiles(t, dir, "n", "127.0.0.1")
+	_, key2 := ca.NodeFiles(t, dir, "n2", "127.0.0.1")
+	stranger, strangerKey := other.NodeFiles(t, dir, "s", "127.0.0.1")
+	old, oldKey := ca.ExpiredFiles(t, dir, "old", "127.0.0.1")
 	junk := filepath.Join(dir, "junk")
 	os.WriteFile(junk, []byte("junk"), 0o600)
 	missing := filepath.Join(dir, "missing")
@@ -469,16 +473,16 @@ func TestClusterTLSFlags(t *testing.T) {
 		want string
 	}{
 		{append(base[:len(base):len(base)], "--cluster-tls-cert", cert), "missing --cluster-tls-key, --cluster-tls-ca"},
-		{append(base[:len(base):len(base)], "--cluster-tls-ca", ca.File), "missing --cluster-tls-cert, --cluster-tls-key"},
+		{append(base[:len(base):len(base)], "--cluster-tls-ca", caFile), "missing --cluster-tls-cert, --cluster-tls-key"},
 		{[]string{"serve", "--cluster-tls-cert", cert}, "need --cluster NAME"},
-		{tlsArgs(missing, key, ca.File), "--cluster-tls-cert " + missing},
-		{tlsArgs(cert, missing, ca.File), "--cluster-tls-key " + missing},
+		{tlsArgs(missing, key, caFile), "--cluster-tls-cert " + missing},
+		{tlsArgs(cert, missing, caFile), "--cluster-tls-key " + missing},
 		{tlsArgs(cert, key, missing), "--cluster-tls-ca " + missing},
-		{tlsArgs(cert, key2, ca.File), "--cluster-tls-key " + key2},
-		{tlsArgs(junk, key, ca.File), "--cluster-tls-cert " + junk},
+		{tlsArgs(cert, key2, caFile), "--cluster-tls-key " + key2},
+		{tlsArgs(junk, key, caFile), "--cluster-tls-cert " + junk},
 		{tlsArgs(cert, key, junk), "--cluster-tls-ca " + junk},
-		{tlsArgs(stranger, strangerKey, ca.File), "--cluster-tls-cert " + stranger},
-		{tlsArgs(old, oldKey, ca.File), "--cluster-tls-cert " + old},
+		{tlsArgs(stranger, strangerKey, caFile), "--cluster-tls-cert " + stranger},
+		{tlsArgs(old, oldKey, caFile), "--cluster-tls-cert " + old},
 		{append(base[:len(base):len(base)], "--cluster-advertise", "0.0.0.0:7946"), "--cluster-advertise"},
 	} {
 		out, errOut, code := run(t, 10*time.Second, tc.args...)

@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/hydrogen-mq/hydrogen/actors/cluster"
-	"github.com/hydrogen-mq/hydrogen/internal/testcert"
 	"github.com/hydrogen-mq/hydrogen/internal/testnet"
+	"github.com/hydrogen-mq/hydrogen/internal/testpki"
 )
 
 // TestTLSClusterAdmitsOnlyItsCA: two nodes with certificates of the
@@ -21,11 +21,13 @@ func TestTLSClusterAdmitsOnlyItsCA(t *testing.T) {
 		t.Skip("protoactor-go races with itself when two nodes share a process (see raceDetector)")
 	}
 	dir := t.TempDir()
-	ca := testcert.NewCA(t, dir, "ca")
-	other := testcert.NewCA(t, dir, "other")
-	load := func(ca *testcert.CA, name string) *cluster.TLS {
-		cert, key := ca.Node(t, dir, name, "127.0.0.1")
-		tl, err := cluster.LoadTLS(cert, key, ca.File)
+	ca := testpki.NewCA(t, "ca")
+	caFile := ca.CAFile(t, dir, "ca")
+	other := testpki.NewCA(t, "other")
+	otherFile := other.CAFile(t, dir, "other")
+	load := func(ca *testpki.CA, caFile, name string) *cluster.TLS {
+		cert, key := ca.NodeFiles(t, dir, name, "127.0.0.1")
+		tl, err := cluster.LoadTLS(cert, key, caFile)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +37,7 @@ func TestTLSClusterAdmitsOnlyItsCA(t *testing.T) {
 		name     string
 		intruder *cluster.TLS
 	}{
-		{"another CA", load(other, "intruder")},
+		{"another CA", load(other, otherFile, "intruder")},
 		{"no TLS", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,7 +52,7 @@ func TestTLSClusterAdmitsOnlyItsCA(t *testing.T) {
 				t.Cleanup(func() { tn.shutdown(t) })
 				return tn
 			}
-			a, b := start(0, load(ca, "a")), start(1, load(ca, "b"))
+			a, b := start(0, load(ca, caFile, "a")), start(1, load(ca, caFile, "b"))
 			c := start(2, tc.intruder)
 			waitMembers(t, a, b)
 			b.rec.expect(1, 1)

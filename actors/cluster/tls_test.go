@@ -10,23 +10,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hydrogen-mq/hydrogen/internal/testcert"
+	"github.com/hydrogen-mq/hydrogen/internal/testpki"
 )
 
 func TestLoadTLSErrors(t *testing.T) {
 	dir := t.TempDir()
-	ca := testcert.NewCA(t, dir, "ca")
-	other := testcert.NewCA(t, dir, "other")
-	cert, key := ca.Node(t, dir, "n1", "127.0.0.1")
-	_, key2 := ca.Node(t, dir, "n2", "127.0.0.1")
-	stranger, strangerKey := other.Node(t, dir, "stranger", "127.0.0.1")
-	old, oldKey := ca.Expired(t, dir, "old", "127.0.0.1")
+	ca := testpki.NewCA(t, "ca")
+	caFile := ca.CAFile(t, dir, "ca")
+	other := testpki.NewCA(t, "other")
+	cert, key := ca.NodeFiles(t, dir, "n1", "127.0.0.1")
+	_, key2 := ca.NodeFiles(t, dir, "n2", "127.0.0.1")
+	stranger, strangerKey := other.NodeFiles(t, dir, "stranger", "127.0.0.1")
+	old, oldKey := ca.ExpiredFiles(t, dir, "old", "127.0.0.1")
 	junk := filepath.Join(dir, "junk")
 	if err := os.WriteFile(junk, []byte("not pem\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(dir, "missing")
-	if _, err := LoadTLS(cert, key, ca.File); err != nil {
+	if _, err := LoadTLS(cert, key, caFile); err != nil {
 		t.Fatalf("good files: %v", err)
 	}
 	for _, tc := range []struct {
@@ -34,16 +35,16 @@ func TestLoadTLSErrors(t *testing.T) {
 		cert, key, ca string
 		want          error
 	}{
-		{"no cert file", missing, key, ca.File, ErrTLSCert},
-		{"no key file", cert, missing, ca.File, ErrTLSKey},
+		{"no cert file", missing, key, caFile, ErrTLSCert},
+		{"no key file", cert, missing, caFile, ErrTLSKey},
 		{"no CA file", cert, key, missing, ErrTLSCA},
-		{"cert is junk", junk, key, ca.File, ErrTLSCert},
-		{"cert is a key", key, key, ca.File, ErrTLSCert},
-		{"another cert's key", cert, key2, ca.File, ErrTLSKey},
-		{"key is junk", cert, junk, ca.File, ErrTLSKey},
+		{"cert is junk", junk, key, caFile, ErrTLSCert},
+		{"cert is a key", key, key, caFile, ErrTLSCert},
+		{"another cert's key", cert, key2, caFile, ErrTLSKey},
+		{"key is junk", cert, junk, caFile, ErrTLSKey},
 		{"CA is junk", cert, key, junk, ErrTLSCA},
-		{"cert of another CA", stranger, strangerKey, ca.File, ErrTLSCert},
-		{"expired cert", old, oldKey, ca.File, ErrTLSCert},
+		{"cert of another CA", stranger, strangerKey, caFile, ErrTLSCert},
+		{"expired cert", old, oldKey, caFile, ErrTLSCert},
 	} {
 		_, err := LoadTLS(tc.cert, tc.key, tc.ca)
 		if !errors.Is(err, tc.want) {
@@ -108,14 +109,16 @@ func handshake(t *testing.T, c, s *TLS) (string, error) {
 // certificate; files that do not fit leave the last good ones in use.
 func TestTLSReload(t *testing.T) {
 	dir := t.TempDir()
-	ca := testcert.NewCA(t, dir, "ca")
-	other := testcert.NewCA(t, dir, "other")
-	certFile, keyFile := ca.Node(t, dir, "node", "127.0.0.1")
-	server, err := LoadTLS(certFile, keyFile, ca.File)
+	ca := testpki.NewCA(t, "ca")
+	caFile := ca.CAFile(t, dir, "ca")
+	other := testpki.NewCA(t, "other")
+	otherFile := other.CAFile(t, dir, "other")
+	certFile, keyFile := ca.NodeFiles(t, dir, "node", "127.0.0.1")
+	server, err := LoadTLS(certFile, keyFile, caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := LoadTLS(certFile, keyFile, ca.File)
+	client, err := LoadTLS(certFile, keyFile, caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +131,7 @@ func TestTLSReload(t *testing.T) {
 	}
 
 	// A new certificate under the same names.
-	c2, k2 := ca.Node(t, dir, "node2", "127.0.0.1")
+	c2, k2 := ca.NodeFiles(t, dir, "node2", "127.0.0.1")
 	copyFile(t, c2, certFile)
 	copyFile(t, k2, keyFile)
 	if err := client.Reload(); err != nil {
@@ -143,7 +146,7 @@ func TestTLSReload(t *testing.T) {
 	}
 
 	// A certificate of another CA does not load; the last good one stays.
-	c3, k3 := other.Node(t, dir, "node3", "127.0.0.1")
+	c3, k3 := other.NodeFiles(t, dir, "node3", "127.0.0.1")
 	copyFile(t, c3, certFile)
 	copyFile(t, k3, keyFile)
 	if err := client.Reload(); !errors.Is(err, ErrTLSCert) {
@@ -154,9 +157,8 @@ func TestTLSReload(t *testing.T) {
 	}
 
 	// A node of another CA, or one that names another host, is refused.
-	strangerCert, strangerKey := other.Node(t, dir, "stranger", "127.0.0.1")
-	otherCA := filepath.Join(dir, "other.pem")
-	stranger, err := LoadTLS(strangerCert, strangerKey, otherCA)
+	strangerCert, strangerKey := other.NodeFiles(t, dir, "stranger", "127.0.0.1")
+	stranger, err := LoadTLS(strangerCert, strangerKey, otherFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,8 +168,8 @@ func TestTLSReload(t *testing.T) {
 	if _, err := handshake(t, client, stranger); err == nil {
 		t.Error("a server certificate of another CA was accepted")
 	}
-	elsewhereCert, elsewhereKey := ca.Node(t, dir, "elsewhere", "10.9.9.9")
-	elsewhere, err := LoadTLS(elsewhereCert, elsewhereKey, ca.File)
+	elsewhereCert, elsewhereKey := ca.NodeFiles(t, dir, "elsewhere", "10.9.9.9")
+	elsewhere, err := LoadTLS(elsewhereCert, elsewhereKey, caFile)
 	if err != nil {
 		t.Fatal(err)
 	}

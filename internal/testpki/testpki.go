@@ -70,12 +70,30 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 // names.
 func (ca *CA) Issue(t testing.TB, commonName string, hosts ...string) tls.Certificate {
 	t.Helper()
+	return ca.issue(t, commonName, time.Now().Add(24*time.Hour), hosts)
+}
+
+// NodeFiles issues a certificate for name (Issue) and writes it and its
+// key into dir (Files).
+func (ca *CA) NodeFiles(t testing.TB, dir, name string, hosts ...string) (certFile, keyFile string) {
+	t.Helper()
+	return Files(t, dir, name, ca.Issue(t, name, hosts...))
+}
+
+// ExpiredFiles is NodeFiles with a certificate that expired an hour ago.
+func (ca *CA) ExpiredFiles(t testing.TB, dir, name string, hosts ...string) (certFile, keyFile string) {
+	t.Helper()
+	return Files(t, dir, name, ca.issue(t, name, time.Now().Add(-time.Hour), hosts))
+}
+
+func (ca *CA) issue(t testing.TB, commonName string, notAfter time.Time, hosts []string) tls.Certificate {
+	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial.Add(1)),
 		Subject:      pkix.Name{CommonName: commonName},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotBefore:    time.Now().Add(-2 * time.Hour),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
