@@ -144,26 +144,11 @@ func (s *Server) Close() error {
 
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
-	var backoff time.Duration
 	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off and keep
-			// serving, as net/http does, 5 ms doubling to 1 s.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-s.done:
-				t.Stop()
-				return
-			}
-			continue
+		c, ok := accept(s.ln, s.done)
+		if !ok {
+			return
 		}
-		backoff = 0
 		s.accepted.Add(1)
 		p := &peer{c: c}
 		if s.mode == Broadcast {
@@ -180,6 +165,31 @@ func (s *Server) acceptLoop() {
 		} else {
 			s.wg.Add(1)
 			go s.echoLoop(p)
+		}
+	}
+}
+
+// accept waits for the next connection. When accept fails for want of
+// file descriptors and the like it backs off and tries again, as net/http
+// does, 5 ms doubling to 1 s. It reports false once the listener is
+// closed or done is.
+func accept(ln net.Listener, done <-chan struct{}) (net.Conn, bool) {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err == nil {
+			return c, true
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return nil, false
+		}
+		backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-done:
+			t.Stop()
+			return nil, false
 		}
 	}
 }

@@ -98,25 +98,11 @@ func (s *WebSocketServer) Close() error {
 
 func (s *WebSocketServer) acceptLoop() {
 	defer s.wg.Done()
-	var backoff time.Duration
 	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// As the TCP baseline: back off 5 ms doubling to 1 s.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-s.done:
-				t.Stop()
-				return
-			}
-			continue
+		c, ok := accept(s.ln, s.done)
+		if !ok {
+			return
 		}
-		backoff = 0
 		s.accepted.Add(1)
 		s.mu.Lock()
 		if s.closed {
