@@ -2,6 +2,8 @@ package broker
 
 import (
 	"bytes"
+	"sync"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
@@ -51,14 +53,88 @@ func Broadcast() *actor.Props {
 // before its +OK. With authentication, an identity subscribes to and
 // publishes on the topics its Groups allow, and publishes only if it may
 // publish. On a clustered broker a PUB reaches the subscribers of every
-// node. Run it per stream (HandlePerStream); it never blocks, so it may
-// run on the event loops (OnEventLoop).
+// node. There a SUB that gives this node its topic's first subscriber is
+// answered once every other node has heard of it (Group.WhenReachable),
+// so that a PUB on any node after the +OK reaches the subscriber; the
+// stream's answers after it wait behind it (at most maxHeld of them, or a
+// second). Run it per stream (HandlePerStream); it never blocks, so it
+// may run on the event loops (OnEventLoop).
 func PubSub() *actor.Props {
 	return actor.PropsFromFunc(func(ctx actor.Context) {
 		if m, ok := ctx.Message().(*Received); ok {
-			_ = m.Stream.Send(pubsub(m))
+			answer, joined := pubsub(m)
+			answerPubSub(m.Stream, answer, joined)
 		}
 	})
+}
+
+// heldAnswers are a stream's pubsub answers held behind a SUB's +OK
+// that waits for the cluster (see PubSub).
+type heldAnswers struct {
+	n     atomic.Int32 // len(queue), read without the lock
+	mu    sync.Mutex
+	queue []*heldAnswer
+}
+
+type heldAnswer struct {
+	answer []byte
+	ready  bool
+}
+
+// maxHeld bounds the answers a stream has held: past it, the SUBs they
+// wait behind are answered without waiting any longer.
+const maxHeld = 1024
+
+var held = NewKey[*heldAnswers]("pubsub held answers")
+
+// answerPubSub sends answer to s, in order with the answers s has held.
+// joined is the group a SUB joined, and its +OK waits until the group is
+// reachable from every node.
+func answerPubSub(s *Stream, answer []byte, joined *Group) {
+	h, _ := held.Get(s)
+	wait := joined != nil && !joined.Reachable()
+	if !wait && (h == nil || h.n.Load() == 0) {
+		_ = s.Send(answer)
+		return
+	}
+	if h == nil {
+		h = &heldAnswers{}
+		held.Set(s, h)
+	}
+	e := &heldAnswer{answer: answer, ready: !wait}
+	h.mu.Lock()
+	h.queue = append(h.queue, e)
+	h.n.Store(int32(len(h.queue)))
+	if len(h.queue) > maxHeld {
+		for _, q := range h.queue {
+			q.ready = true
+		}
+	}
+	h.flushLocked(s)
+	h.mu.Unlock()
+	if wait {
+		joined.WhenReachable(func(bool) {
+			h.mu.Lock()
+			e.ready = true
+			h.flushLocked(s)
+			h.mu.Unlock()
+		})
+	}
+}
+
+// flushLocked sends the held answers that are ready, up to the first
+// that is not; h.mu is held.
+func (h *heldAnswers) flushLocked(s *Stream) {
+	i := 0
+	for ; i < len(h.queue) && h.queue[i].ready; i++ {
+		_ = s.Send(h.queue[i].answer)
+		h.queue[i] = nil
+	}
+	h.queue = h.queue[i:]
+	if len(h.queue) == 0 {
+		h.queue = nil
+	}
+	h.n.Store(int32(len(h.queue)))
 }
 
 // Answers of the pubsub protocol.
@@ -69,47 +145,48 @@ var (
 // maxTopic is the longest topic, in bytes.
 const maxTopic = 255
 
-// pubsub handles one command and returns the answer to its sender.
-func pubsub(m *Received) []byte {
+// pubsub handles one command and returns the answer to its sender, and
+// for a SUB that joined, the group.
+func pubsub(m *Received) ([]byte, *Group) {
 	cmd, rest, _ := bytes.Cut(m.Payload, []byte{' '})
 	id := m.Stream.Identity()
 	switch string(cmd) {
 	case "SUB", "UNSUB":
 		topic := rest
 		if !validTopic(topic) {
-			return pubsubErr("topic must be 1 to 255 bytes without spaces")
+			return pubsubErr("topic must be 1 to 255 bytes without spaces"), nil
 		}
 		g := m.Streams.Group(string(topic))
 		if string(cmd) == "UNSUB" {
 			g.Leave(m.Stream)
-			return pubsubOK
+			return pubsubOK, nil
 		}
 		if !id.MayUse(string(topic)) {
-			return pubsubErr("not allowed to subscribe to " + string(topic))
+			return pubsubErr("not allowed to subscribe to " + string(topic)), nil
 		}
 		if err := g.Join(m.Stream); err != nil {
-			return pubsubErr(err.Error())
+			return pubsubErr(err.Error()), nil
 		}
-		return pubsubOK
+		return pubsubOK, &g
 	case "PUB":
 		topic, body, ok := bytes.Cut(rest, []byte{' '})
 		switch {
 		case !ok:
-			return pubsubErr("want PUB <topic> <payload>")
+			return pubsubErr("want PUB <topic> <payload>"), nil
 		case !validTopic(topic):
-			return pubsubErr("topic must be 1 to 255 bytes without spaces")
+			return pubsubErr("topic must be 1 to 255 bytes without spaces"), nil
 		case !id.MayPublish() || !id.MayUse(string(topic)):
-			return pubsubErr("not allowed to publish to " + string(topic))
+			return pubsubErr("not allowed to publish to " + string(topic)), nil
 		}
 		// MSG and PUB are the same length: the message fits a frame.
 		msg := make([]byte, 0, len(m.Payload))
 		msg = append(append(append(append(msg, "MSG "...), topic...), ' '), body...)
 		if _, err := m.Streams.Group(string(topic)).Broadcast(msg); err != nil {
-			return pubsubErr(err.Error())
+			return pubsubErr(err.Error()), nil
 		}
-		return pubsubOK
+		return pubsubOK, nil
 	}
-	return pubsubErr("unknown command; want SUB, UNSUB or PUB")
+	return pubsubErr("unknown command; want SUB, UNSUB or PUB"), nil
 }
 
 func pubsubErr(reason string) []byte { return []byte("-ERR " + reason) }

@@ -294,6 +294,9 @@ func (b *Broker) joinCluster(cc cluster.Config) error {
 		}
 		_ = node.PublishGroup(id, group, payload) // ErrFull is counted and logged by the node
 	})
+	streams.set.known = node.InterestKnown
+	streams.set.whenKnown = node.WhenKnown
+	streams.set.groups.setInterest(node.SetInterest)
 	return nil
 }
 

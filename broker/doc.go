@@ -36,7 +36,9 @@
 // With Config.Cluster set, the broker joins a cluster of brokers
 // (package actors/cluster): Broadcast and BroadcastExcept then reach the
 // streams of every node, and a Group's the group's members on every node,
-// with no change to handler code. Stream.Send stays on its node.
+// with no change to handler code (a group's frames go only to the nodes
+// that have members of it; Group.WhenReachable says when a new member's
+// node has been heard of by all). Stream.Send stays on its node.
 //
 // A Received payload is valid until Receive returns; copy it to keep it.
 // A panic in an application actor is logged with its stack and the actor

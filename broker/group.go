@@ -40,6 +40,22 @@ type group struct {
 type groups struct {
 	mu     sync.RWMutex
 	byName map[string]*group
+	// interest, when set (a clustered broker), is told under mu when a
+	// name enters the registry (on) and when it leaves (off), so that the
+	// other nodes send this one a group's frames only while it has
+	// members of it.
+	interest func(name string, on bool)
+}
+
+// setInterest sets the registry's interest hook and tells it every group
+// there is now.
+func (gs *groups) setInterest(fn func(name string, on bool)) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	gs.interest = fn
+	for name := range gs.byName {
+		fn(name, true)
+	}
 }
 
 // Group is the group named name. Names are opaque, non-empty byte
@@ -66,6 +82,9 @@ func (g Group) lookup(create bool) *group {
 		}
 		grp = &group{name: g.name, slot: map[*Stream]int{}}
 		gs.byName[g.name] = grp
+		if gs.interest != nil {
+			gs.interest(g.name, true)
+		}
 	}
 	return grp
 }
@@ -82,6 +101,7 @@ func (g Group) Join(s *Stream) error {
 		s.gmu.Lock()
 		if s.left {
 			s.gmu.Unlock()
+			g.set.dropIfEmpty(grp) // it may have been made for s
 			return netpoll.ErrClosed
 		}
 		if slices.Contains(s.groups, grp) {
@@ -138,15 +158,22 @@ func (set *streamSet) removeMember(grp *group, s *Stream) {
 	if ok {
 		set.memberships.Add(-1)
 	}
-	if !empty {
-		return
+	if empty {
+		set.dropIfEmpty(grp)
 	}
+}
+
+// dropIfEmpty takes grp out of the registry if it has no members.
+func (set *streamSet) dropIfEmpty(grp *group) {
 	gs := &set.groups
 	gs.mu.Lock()
 	grp.mu.Lock()
 	if len(grp.members) == 0 && !grp.dead && gs.byName[grp.name] == grp {
 		grp.dead = true
 		delete(gs.byName, grp.name)
+		if gs.interest != nil {
+			gs.interest(grp.name, false)
+		}
 	}
 	grp.mu.Unlock()
 	gs.mu.Unlock()
@@ -204,13 +231,41 @@ func (g Group) Each(fn func(*Stream) bool) {
 	}
 }
 
+// Reachable reports whether the group's broadcasts published on every
+// other node of the cluster now reach this node's members (see
+// WhenReachable). It is true on a broker that is not clustered.
+func (g Group) Reachable() bool {
+	if g.set.known == nil {
+		return true
+	}
+	return g.set.known()
+}
+
+// WhenReachable calls fn once the group's broadcasts published on every
+// other node of the cluster reach this node's members: each node sends
+// another a group's frames only while that node has members of it, and
+// learns of a group's first member here a moment after Join. A stream
+// that has joined and then waits for WhenReachable receives every
+// broadcast to the group published anywhere after fn runs. fn runs at
+// once, on the caller's goroutine, when that is already so (always on a
+// broker that is not clustered); otherwise on another goroutine, with
+// confirmed false if a node did not answer within a second (the node is
+// then likely cut off, and tells this one later). fn must not block.
+func (g Group) WhenReachable(fn func(confirmed bool)) {
+	if g.set.whenKnown == nil {
+		fn(true)
+		return
+	}
+	g.set.whenKnown(fn)
+}
+
 // Broadcast sends payload to every member, and returns how many it was
 // queued for, as StreamList.Broadcast does.
 func (g Group) Broadcast(payload []byte) (int, error) { return g.BroadcastExcept(nil, payload) }
 
 // BroadcastExcept sends payload to every member but except. On a
 // clustered broker it also reaches the group's members on every other
-// node (the count is of this node's).
+// node that has any (the count is of this node's).
 func (g Group) BroadcastExcept(except *Stream, payload []byte) (int, error) {
 	frame, err := wire.Encode(payload)
 	if err != nil {

@@ -31,6 +31,13 @@ var runModes = []struct {
 // serveMode is serve for any of runModes.
 func serveMode(t testing.TB, app *actor.Props, perStream, onLoop bool) (*actorRuntime, *netpoll.Server) {
 	t.Helper()
+	return serveSetUp(t, app, perStream, onLoop, nil)
+}
+
+// serveSetUp is serveMode with setup run on the runtime before it
+// serves: what a broker sets before Serve (a clustered one's hooks).
+func serveSetUp(t testing.TB, app *actor.Props, perStream, onLoop bool, setup func(*actorRuntime)) (*actorRuntime, *netpoll.Server) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rt, err := newRuntime(runtimeConfig{Shards: 2, Logger: log})
 	if err != nil {
@@ -43,6 +50,9 @@ func serveMode(t testing.TB, app *actor.Props, perStream, onLoop bool) (*actorRu
 	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(rt)
 	}
 	srv, err := netpoll.Listen(netpoll.Config{Addr: "127.0.0.1:0", Loops: 2, Logger: log}, rt)
 	if err != nil {

@@ -252,6 +252,11 @@ type streamSet struct {
 	// remote, when set, also carries every broadcast to the other nodes
 	// of a cluster; nil on a broker running alone. Set before serving.
 	remote func(from *Stream, group string, payload []byte)
+	// known and whenKnown, when set (a clustered broker), say whether
+	// and when the other nodes know the groups with members here (see
+	// Group.WhenReachable); read without synchronisation, like remote.
+	known     func() bool
+	whenKnown func(fn func(confirmed bool))
 
 	groups      groups
 	batches     batches // streams holding broadcasts gathered in a run

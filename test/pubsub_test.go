@@ -129,3 +129,60 @@ func TestPubSubCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestPubSubClusterTopicsGoWhereSubscribed: on a cluster of three
+// brokers, a SUB's +OK means the other nodes send the topic here: a PUB
+// on another node right after it reaches the subscriber, for topic after
+// new topic. A node with no subscriber of a topic gets none of its
+// frames: the publishing node counts them spared, and the node receives
+// nothing from the cluster.
+func TestPubSubClusterTopicsGoWhereSubscribed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three brokers forming a cluster: seconds")
+	}
+	addrs := []string{testnet.ClusterAddr(t), testnet.ClusterAddr(t), testnet.ClusterAddr(t)}
+	nodes := make([]*clNode, 3)
+	for i := range nodes {
+		nodes[i] = clStart(t, addrs[i], addrs, "--app", "pubsub")
+	}
+	clWaitOK(t, nodes, 30*time.Second)
+	sub, pub := dial(t, nodes[0].Addr), dial(t, nodes[1].Addr)
+	for i := range 30 {
+		topic := fmt.Sprintf("fresh-%d", i)
+		if a, _ := psCmd(t, sub, "SUB "+topic); a != "+OK" {
+			t.Fatalf("SUB: %q", a)
+		}
+		if a, _ := psCmd(t, pub, "PUB "+topic+" hello"); a != "+OK" {
+			t.Fatalf("PUB: %q", a)
+		}
+		if got, want := string(recv(t, sub)), "MSG "+topic+" hello"; got != want {
+			t.Fatalf("the subscriber got %q, want %q", got, want)
+		}
+	}
+
+	const spared = `hydrogen_cluster_group_frames_spared_total{cluster="e2e"}`
+	const received = `hydrogen_cluster_received_total{cluster="e2e"}`
+	before, quiet := nodes[1].metric(spared), nodes[2].metric(received)
+	const n = 500
+	for i := range n {
+		if err := pub.Send(fmt.Appendf(nil, "PUB fresh-0 %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		if got, want := string(recv(t, sub)), fmt.Sprintf("MSG fresh-0 %d", i); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	for range n {
+		if a := string(recv(t, pub)); a != "+OK" {
+			t.Fatalf("PUB: %q", a)
+		}
+	}
+	if got := nodes[1].metric(spared) - before; got != n {
+		t.Errorf("the publishing node spared %v frames of the node without subscribers, want %d", got, n)
+	}
+	if got := nodes[2].metric(received); got != quiet {
+		t.Errorf("the node without subscribers received %v frames from the cluster, want %v", got, quiet)
+	}
+}

@@ -47,15 +47,16 @@ func newBareNode(t *testing.T) *bareNode {
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
 	t.Cleanup(sys.Shutdown)
 	b.Node = &Node{
-		cfg:     Config{Name: "t", DeadAfter: DefaultDeadAfter, ProbeInterval: DefaultProbeInterval},
-		log:     log,
-		peers:   map[string]*peer{},
-		status:  map[string]*peerStatus{},
-		reached: map[string]time.Time{},
-		quiet:   map[string]time.Time{},
-		acks:    map[string]*pendingAck{},
-		seen:    map[string]*origin{},
-		kick:    make(chan struct{}, 1),
+		cfg:      Config{Name: "t", DeadAfter: DefaultDeadAfter, ProbeInterval: DefaultProbeInterval},
+		log:      log,
+		peers:    map[string]*peer{},
+		interest: localInterest{v: 1},
+		status:   map[string]*peerStatus{},
+		reached:  map[string]time.Time{},
+		quiet:    map[string]time.Time{},
+		acks:     map[string]*pendingAck{},
+		seen:     map[string]*origin{},
+		kick:     make(chan struct{}, 1),
 		deliver: func(pub uint64, g string, p []byte) {
 			if g != "" {
 				p = fmt.Appendf(nil, "%s@%s", p, g)

@@ -94,6 +94,7 @@
 //	  uint64 first = 3;           // node-wide number of the first frame
 //	  repeated Frame frames = 4;            // for every stream
 //	  repeated GroupFrame group_frames = 5; // for a group's members
+//	  uint64 skipped = 6;         // batches before it not sent to this receiver: nothing in them was for it
 //	}
 //	message Frame {
 //	  uint64 publisher = 1;       // who published it (a stream, for the broker)
@@ -113,6 +114,38 @@
 // they would reach every stream. A group frame without a group, or a
 // frame with one, cuts the batch short as malformed. The node and batch numbers outlive incarnations,
 // so a receiver counts what a peer sent while it was cut off as gaps.
+//
+// # Groups: only where they have members
+//
+// A group frame goes only to the peers with members of its group. Every
+// node keeps the set of groups with members on it (SetInterest, which the
+// broker calls when a group gets its first member and loses its last) and
+// a version counting its changes, and tells each peer that admitted it,
+// on that peer's receiver, in a message told apart from a Batch by its
+// first field:
+//
+//	message Interest {
+//	  uint32 kind = 16;           // 1 whole set, 2 changes, 3 ack, 4 ask for the whole set
+//	  uint64 version = 17;        // the sender's version (whole, changes), or the one acknowledged (ack)
+//	  uint64 base = 18;           // changes: the version they apply to
+//	  repeated string add = 19;   // whole: every group; changes: groups that have members now
+//	  repeated string remove = 20; // changes: groups that have none now
+//	  bool all = 21;              // whole: every group (past 1 MiB of names)
+//	}
+//
+// The whole set first, then the changes from the version the peer has;
+// the peer acknowledges each version it takes, and asks for the whole set
+// when changes do not apply to what it has. A version unacknowledged for
+// a second is sent again, whole. Only a member's messages are taken, and
+// a set past 1 MiB of names is taken for every group. The sender of a
+// batch leaves out, for each peer, the group frames of groups the peer
+// said it has no members of, and does not send a batch with nothing left
+// (the next one says how many it skipped, so the receiver counts no gap).
+// A peer that has not told its set gets every group frame: a lost or late
+// message costs traffic, never a frame. What it costs is the moment after
+// a group's first member joins, before the others have heard: WhenKnown
+// calls back once every peer that takes this node's batches has
+// acknowledged the current version (or after InterestTimeout).
 //
 // # Bounds and what is dropped
 //

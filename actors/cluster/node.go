@@ -139,6 +139,8 @@ type Stats struct {
 	Gaps            uint64 // batches from other nodes that never arrived (dropped for us or lost)
 	Duplicates      uint64 // batches from other nodes refused as already seen
 	Refused         uint64 // batches refused because their sender is not a member
+	Spared          uint64 // group frames not sent to a peer that has no members of their group, once per peer
+	InterestLate    uint64 // waits for the peers to acknowledge this node's groups that timed out (WhenKnown)
 	Rejoins         uint64 // times the node left its cluster and joined again as a new member
 	Members         int    // members now, this node included
 	Backlog         int    // bytes queued now: waiting for a batch, plus the longest peer backlog
@@ -185,6 +187,12 @@ type Node struct {
 	dropLog     time.Time
 	dropLogged  uint64
 
+	interest     localInterest    // the groups with members here (interest.go)
+	waiters      []interestWaiter // WhenKnown calls waiting
+	interestLate uint64           // WhenKnown calls that timed out
+	lateLog      time.Time        // when that was last logged
+	curGroups    bool             // cur has group frames
+
 	dmu  sync.Mutex         // receiver: seen, and delivery in order
 	seen map[string]*origin // by sending address
 
@@ -206,6 +214,7 @@ type Node struct {
 	stopped sync.Once
 
 	published, dropped, sent, lost    atomic.Uint64
+	spared                            atomic.Uint64
 	received, recvBatches, gaps, dups atomic.Uint64
 	refused, rejoins                  atomic.Uint64
 }
@@ -213,7 +222,8 @@ type Node struct {
 type batch struct {
 	msg    *wrapperspb.BytesValue
 	frames int
-	size   int // bytes of its frames, as counted in Node.waiting
+	size   int  // bytes of its frames, as counted in Node.waiting
+	groups bool // it has group frames: a peer may get it filtered
 }
 
 type peer struct {
@@ -226,6 +236,16 @@ type peer struct {
 	since        time.Time // last ack, or the send that filled an empty window
 	backlog      []*batch
 	backlogBytes int
+	// This node's interest as told to the peer (interest.go): the
+	// version last sent and the one it acknowledged, for toldInc.
+	toldInc     *incarnation
+	told, acked uint64
+	toldAt      time.Time
+	toldAll     bool // the last told was "every group"
+	// The peer's interest as it told this node; nil until it has: it
+	// then gets every group frame.
+	wants   *interestSet
+	skipped uint64 // batches left out for it since the last it was sent
 }
 
 type origin struct {
@@ -301,6 +321,7 @@ func Start(cfg Config, deliver func(origin uint64, group string, payload []byte)
 		deliver:   deliver,
 		started:   time.Now(),
 		peers:     map[string]*peer{},
+		interest:  localInterest{v: 1}, // version 1: no groups; told like any other
 		status:    map[string]*peerStatus{},
 		reached:   map[string]time.Time{},
 		quiet:     map[string]time.Time{},
@@ -374,8 +395,9 @@ func (n *Node) Publish(publisher uint64, payload []byte) error {
 // PublishGroup is Publish for the members of a group on the other nodes:
 // the frame carries the group's name, and each node hands it to deliver
 // with it. Group frames and others of one publisher keep their order
-// between them. Every other member gets the frame, whether or not it has
-// members of the group.
+// between them. A member that has told this node it has no members of
+// the group does not get it (see SetInterest); one that has not told
+// anything yet does.
 func (n *Node) PublishGroup(publisher uint64, group string, payload []byte) error {
 	if n.closed.Load() {
 		return ErrClosed
@@ -397,6 +419,7 @@ func (n *Node) PublishGroup(publisher uint64, group string, payload []byte) erro
 		n.curFirst = n.nextFrame
 	}
 	n.cur = appendFrame(n.cur, publisher, group, payload)
+	n.curGroups = n.curGroups || group != ""
 	n.curFrames++
 	n.nextFrame++
 	n.waiting += size
@@ -421,8 +444,8 @@ func (n *Node) cut() {
 	n.nextBatch++
 	size := len(n.cur)
 	b := appendHeader(n.cur, n.id, n.nextBatch, n.curFirst)
-	n.ready = append(n.ready, &batch{msg: &wrapperspb.BytesValue{Value: b}, frames: n.curFrames, size: size})
-	n.cur, n.curFrames = nil, 0
+	n.ready = append(n.ready, &batch{msg: &wrapperspb.BytesValue{Value: b}, frames: n.curFrames, size: size, groups: n.curGroups})
+	n.cur, n.curFrames, n.curGroups = nil, 0, false
 }
 
 // drop counts frame deliveries dropped and logs at most once a second.
@@ -459,6 +482,7 @@ func (n *Node) sender() {
 	for {
 		select {
 		case <-n.stop:
+			n.settleWaiters(time.Now(), true)
 			return
 		case <-n.kick:
 		case <-tick.C:
@@ -472,6 +496,9 @@ func (n *Node) sender() {
 		}
 		clear(sends)
 		n.flushAcks()
+		now := time.Now()
+		n.tellInterest(now)
+		n.settleWaiters(now, false)
 	}
 }
 
@@ -485,7 +512,7 @@ func (n *Node) distribute(sends []send) (*incarnation, []send) {
 		// Nobody to send to (every peer left, or has not admitted this
 		// node yet): what was published for the peers of then goes.
 		clear(n.ready)
-		n.ready, n.cur, n.curFrames, n.waiting = nil, nil, 0, 0
+		n.ready, n.cur, n.curFrames, n.curGroups, n.waiting = nil, nil, 0, false, 0
 		inc := n.inc
 		n.mu.Unlock()
 		return inc, sends
@@ -528,8 +555,15 @@ func (n *Node) distribute(sends []send) (*incarnation, []send) {
 				drops = append(drops, dropped{p.addr, uint64(b.frames)})
 				continue
 			}
-			p.backlog = append(p.backlog, b)
-			p.backlogBytes += len(b.msg.Value)
+			pb, spared := filterBatch(b, p.wants, p.skipped)
+			n.spared.Add(uint64(spared))
+			if pb == nil {
+				p.skipped++ // nothing in it is for this peer
+				continue
+			}
+			p.skipped = 0
+			p.backlog = append(p.backlog, pb)
+			p.backlogBytes += len(pb.msg.Value)
 		}
 	}
 	clear(n.ready[:take])
@@ -709,6 +743,10 @@ func (n *Node) endpointConnected(e *remote.EndpointConnectedEvent) {
 func (n *Node) receive(inc *incarnation, ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *wrapperspb.BytesValue:
+		if isInterest(m.Value) {
+			n.onInterest(inc, ctx.Sender(), m.Value)
+			return
+		}
 		n.onBatch(inc, ctx.Sender(), m.Value)
 	case *wrapperspb.UInt64Value:
 		n.acked(ctx.Sender(), m.Value, false)
@@ -725,7 +763,7 @@ func (n *Node) receive(inc *incarnation, ctx actor.Context) {
 // onBatch takes a batch sent by from: only from a current member, once,
 // in order.
 func (n *Node) onBatch(inc *incarnation, from *actor.PID, b []byte) {
-	node, seq, _, err := batchHeader(b)
+	node, seq, skipped, err := batchHeader(b)
 	n.mu.Lock()
 	member := n.peerOf(from) != nil
 	n.mu.Unlock()
@@ -741,15 +779,16 @@ func (n *Node) onBatch(inc *incarnation, from *actor.PID, b []byte) {
 	// has arrived. (Respond would send it without a sender, and the
 	// sending node needs to know which peer's window to open.)
 	n.ack(inc, from)
-	n.take(from.Address, node, seq, b)
+	n.take(from.Address, node, seq, skipped, b)
 }
 
 // take delivers a batch from the node at addr unless it has been seen:
-// batch numbers per sending node must rise; a jump is counted as gaps
-// (the batches in between never came), anything not above the last is a
-// duplicate and dropped. Delivery is under dmu, so that the frames of
+// batch numbers per sending node must rise; a jump past the batches the
+// sender says it skipped (none of their frames was for this node) is
+// counted as gaps (the batches in between never came), anything not
+// above the last is a duplicate and dropped. Delivery is under dmu, so that the frames of
 // two batches never interleave, even across incarnations.
-func (n *Node) take(addr string, node, seq uint64, b []byte) {
+func (n *Node) take(addr string, node, seq, skipped uint64, b []byte) {
 	now := time.Now()
 	n.dmu.Lock()
 	defer n.dmu.Unlock()
@@ -772,8 +811,8 @@ func (n *Node) take(addr string, node, seq uint64, b []byte) {
 		n.dups.Add(1)
 		return
 	}
-	if o.seq != 0 && seq > o.seq+1 {
-		n.gaps.Add(seq - o.seq - 1)
+	if o.seq != 0 && seq > o.seq+1+skipped {
+		n.gaps.Add(seq - o.seq - 1 - skipped)
 	}
 	o.seq = seq
 	frames := uint64(0)
@@ -872,6 +911,7 @@ func (n *Node) setAdmitted(id, addr string, ok bool) {
 		return
 	}
 	p.admitted = ok
+	p.toldInc = nil // what it was told of this node's interest, it is told again
 	if ok {
 		n.sendable++
 		return
@@ -930,6 +970,7 @@ func (n *Node) Stats() Stats {
 		backlog = max(backlog, p.backlogBytes)
 	}
 	backlog += n.waiting
+	interestLate := n.interestLate
 	n.mu.Unlock()
 	return Stats{
 		Published:       n.published.Load(),
@@ -941,6 +982,8 @@ func (n *Node) Stats() Stats {
 		Gaps:            n.gaps.Load(),
 		Duplicates:      n.dups.Load(),
 		Refused:         n.refused.Load(),
+		Spared:          n.spared.Load(),
+		InterestLate:    interestLate,
 		Rejoins:         n.rejoins.Load(),
 		Members:         members,
 		Backlog:         backlog,

@@ -14,6 +14,7 @@ const (
 	fieldFirst       protowire.Number = 3
 	fieldFrames      protowire.Number = 4
 	fieldGroupFrames protowire.Number = 5
+	fieldSkipped     protowire.Number = 6
 
 	fieldPublisher protowire.Number = 1
 	fieldPayload   protowire.Number = 2
@@ -73,8 +74,10 @@ func appendHeader(b []byte, node, seq, first uint64) []byte {
 
 var errBadBatch = errors.New("cluster: malformed batch")
 
-// batchHeader reads a Batch's header fields.
-func batchHeader(b []byte) (node, seq, first uint64, err error) {
+// batchHeader reads a Batch's header fields: the sending node, the batch
+// number, and how many batches the sender skipped for this receiver just
+// before it.
+func batchHeader(b []byte) (node, seq, skipped uint64, err error) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -92,8 +95,8 @@ func batchHeader(b []byte) (node, seq, first uint64, err error) {
 				node = v
 			case fieldSeq:
 				seq = v
-			case fieldFirst:
-				first = v
+			case fieldSkipped:
+				skipped = v
 			}
 			continue
 		}
@@ -103,7 +106,7 @@ func batchHeader(b []byte) (node, seq, first uint64, err error) {
 		}
 		b = b[n:]
 	}
-	return node, seq, first, nil
+	return node, seq, skipped, nil
 }
 
 // eachFrame calls fn for every Frame and GroupFrame of a Batch, in the

@@ -24,9 +24,13 @@ func TestBatchRoundTrip(t *testing.T) {
 		t.Fatalf("frameSize sums to %d, encoded %d", size, len(b))
 	}
 	b = appendHeader(b, 42, 3, 99)
-	node, seq, first, err := batchHeader(b)
-	if err != nil || node != 42 || seq != 3 || first != 99 {
-		t.Fatalf("header %d %d %d %v", node, seq, first, err)
+	node, seq, skipped, err := batchHeader(b)
+	if err != nil || node != 42 || seq != 3 || skipped != 0 {
+		t.Fatalf("header %d %d %d %v", node, seq, skipped, err)
+	}
+	b2 := protowire.AppendVarint(protowire.AppendTag(bytes.Clone(b), fieldSkipped, protowire.VarintType), 5)
+	if _, seq, skipped, err := batchHeader(b2); err != nil || seq != 3 || skipped != 5 {
+		t.Fatalf("header with skipped: seq %d skipped %d %v", seq, skipped, err)
 	}
 	var out []fr
 	if err := eachFrame(b, func(pub uint64, g, p []byte) { out = append(out, fr{pub, string(g), bytes.Clone(p)}) }); err != nil {

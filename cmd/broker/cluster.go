@@ -146,7 +146,7 @@ type clusterCollector struct {
 	members, memberConns, backlog, state  *prometheus.Desc
 	published, received, dropped          *prometheus.Desc
 	batchesSent, batchesLost, gaps, dupes *prometheus.Desc
-	refused, rejoins                      *prometheus.Desc
+	refused, rejoins, spared, late        *prometheus.Desc
 }
 
 func newClusterCollector(n *broker.ClusterView) *clusterCollector {
@@ -168,12 +168,14 @@ func newClusterCollector(n *broker.ClusterView) *clusterCollector {
 		dupes:       d("hydrogen_cluster_duplicates_total", "Batches from other nodes refused as already seen."),
 		refused:     d("hydrogen_cluster_refused_total", "Batches and membership messages refused because their sender is not a member of this cluster."),
 		rejoins:     d("hydrogen_cluster_rejoins_total", "Times this broker, dropped by the other members (stopped or cut off too long), joined again as a new member."),
+		spared:      d("hydrogen_cluster_group_frames_spared_total", "Group frames not sent to a node because it has no members of their group, counted once per node."),
+		late:        d("hydrogen_cluster_interest_late_total", "Waits for the other nodes to acknowledge this broker's groups (a pubsub SUB's answer) that timed out."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.members, c.memberConns, c.backlog, c.state, c.published, c.received, c.dropped, c.batchesSent, c.batchesLost, c.gaps, c.dupes, c.refused, c.rejoins} {
+	for _, d := range []*prometheus.Desc{c.members, c.memberConns, c.backlog, c.state, c.published, c.received, c.dropped, c.batchesSent, c.batchesLost, c.gaps, c.dupes, c.refused, c.rejoins, c.spared, c.late} {
 		ch <- d
 	}
 }
@@ -212,6 +214,8 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	k(c.dupes, s.Duplicates)
 	k(c.refused, s.Refused)
 	k(c.rejoins, s.Rejoins)
+	k(c.spared, s.Spared)
+	k(c.late, s.InterestLate)
 }
 
 // printCluster adds a clustered broker's cluster object to the stats
