@@ -115,7 +115,13 @@ func benchCluster(b *testing.B, size int) []*benchNode {
 // A publisher that finds the buffer full yields and publishes the frame
 // again, so the figure is what the cluster sustains without loss; a frame
 // lost, duplicated or out of order fails the benchmark.
-func benchmarkAcross(b *testing.B, size int) {
+func benchmarkAcross(b *testing.B, size int) { benchmarkGroupAcross(b, size, size-1) }
+
+// benchmarkGroupAcross is benchmarkAcross with frames to a group that has
+// members on the first members of the other nodes only (members == size-1
+// and the frames go to every stream instead); a node without members must
+// get none of them. deliveries/s counts what reaches nodes with members.
+func benchmarkGroupAcross(b *testing.B, size, members int) {
 	if raceDetector {
 		b.Skip("protoactor-go races with itself when two nodes share a process (see raceDetector)")
 	}
@@ -124,6 +130,32 @@ func benchmarkAcross(b *testing.B, size int) {
 	for _, n := range ns[1:] {
 		n.run(pub)
 	}
+	group := ""
+	if members < size-1 {
+		group = fmt.Sprintf("bench-%d", pub)
+		for _, n := range ns[1 : 1+members] {
+			n.node.SetInterest(group, true)
+		}
+		defer func() {
+			for _, n := range ns[1 : 1+members] {
+				n.node.SetInterest(group, false)
+			}
+		}()
+		for _, n := range ns {
+			done := make(chan bool, 1)
+			n.node.WhenKnown(func(ok bool) { done <- ok })
+			if !<-done {
+				b.Fatal("the nodes did not hear of the group's members in time")
+			}
+		}
+	}
+	publish := func(p []byte) error {
+		if group == "" {
+			return ns[0].node.Publish(pub, p)
+		}
+		return ns[0].node.PublishGroup(pub, group, p)
+	}
+	reach := ns[1 : 1+members]
 	full := 0
 	p := make([]byte, 64)
 	b.SetBytes(64)
@@ -138,7 +170,7 @@ func benchmarkAcross(b *testing.B, size int) {
 			}
 		}
 		binary.BigEndian.PutUint64(p, uint64(i))
-		for ns[0].node.Publish(pub, p) == cluster.ErrFull {
+		for publish(p) == cluster.ErrFull {
 			full++
 			runtime.Gosched()
 		}
@@ -151,7 +183,7 @@ func benchmarkAcross(b *testing.B, size int) {
 	for {
 		got = 0
 		done := true
-		for _, n := range ns[1:] {
+		for _, n := range reach {
 			g := n.got.Load()
 			got += g
 			done = done && g >= uint64(b.N)
@@ -162,21 +194,35 @@ func benchmarkAcross(b *testing.B, size int) {
 		if got != lastGot {
 			lastGot, lastAt = got, time.Now()
 		} else if time.Since(lastAt) > cluster.DefaultAckTimeout {
-			b.Fatalf("lost: %d of %d deliveries arrived; %+v", got, b.N*(len(ns)-1), ns[0].node.Stats())
+			b.Fatalf("lost: %d of %d deliveries arrived; %+v", got, b.N*len(reach), ns[0].node.Stats())
 		}
 		time.Sleep(50 * time.Microsecond)
 	}
 	el := time.Since(start)
 	b.StopTimer()
-	for i, n := range ns[1:] {
+	for i, n := range reach {
 		if bad := n.bad.Load(); bad != 0 || n.got.Load() != uint64(b.N) {
 			b.Fatalf("node %d: %d frames of %d, %d out of order, duplicated or after a gap: first %s", i+1, n.got.Load(), b.N, bad, *n.what.Load())
 		}
 	}
-	b.ReportMetric(float64(got)/float64(len(ns)-1)/el.Seconds(), "frames/s")
+	for i, n := range ns[1+members:] {
+		if g := n.got.Load(); g != 0 {
+			b.Fatalf("node %d, without members of the group, got %d of its frames", 1+members+i, g)
+		}
+	}
+	b.ReportMetric(float64(got)/float64(len(reach))/el.Seconds(), "frames/s")
 	b.ReportMetric(float64(got)/el.Seconds(), "deliveries/s")
 	b.ReportMetric(float64(full)/float64(b.N), "full/op")
 }
 
 func BenchmarkAcrossTwoNodes(b *testing.B)   { benchmarkAcross(b, 2) }
 func BenchmarkAcrossThreeNodes(b *testing.B) { benchmarkAcross(b, 3) }
+
+// BenchmarkGroupAcrossThreeNodes: a group's frames published on one node
+// of three, with members on one of the other two (each group frame went
+// to both before groups were told between nodes), against the same frames
+// to every stream of both.
+func BenchmarkGroupAcrossThreeNodes(b *testing.B) {
+	b.Run("members=1of2", func(b *testing.B) { benchmarkGroupAcross(b, 3, 1) })
+	b.Run("everyone=2of2", func(b *testing.B) { benchmarkGroupAcross(b, 3, 2) })
+}
