@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -47,7 +48,8 @@ func Broadcast() *actor.Props {
 //	PUB <topic> <payload>    publish              → +OK or -ERR <reason>
 //	                         every subscriber gets  MSG <topic> <payload>
 //
-// A topic is 1 to 255 bytes with no space, tab, CR or LF. A subscriber
+// A topic is 1 to 255 bytes with no space, tab, CR or LF; a stream
+// subscribes to at most 1,024 topics at a time. A subscriber
 // receives each PUB to its topic once, in the order its publisher sent
 // them, its own included; a publisher that is subscribed gets its MSG
 // before its +OK. With authentication, an identity subscribes to and
@@ -145,6 +147,10 @@ var (
 // maxTopic is the longest topic, in bytes.
 const maxTopic = 255
 
+// maxSubscriptions bounds the topics one stream subscribes to: what a
+// connection can make the broker hold (and tell the other nodes of).
+const maxSubscriptions = 1024
+
 // pubsub handles one command and returns the answer to its sender, and
 // for a SUB that joined, the group.
 func pubsub(m *Received) ([]byte, *Group) {
@@ -163,6 +169,9 @@ func pubsub(m *Received) ([]byte, *Group) {
 		}
 		if !id.MayUse(string(topic)) {
 			return pubsubErr("not allowed to subscribe to " + string(topic)), nil
+		}
+		if n, member := m.Stream.memberships(string(topic)); !member && n >= maxSubscriptions {
+			return pubsubErr(fmt.Sprintf("too many subscriptions (at most %d a connection)", maxSubscriptions)), nil
 		}
 		if err := g.Join(m.Stream); err != nil {
 			return pubsubErr(err.Error()), nil

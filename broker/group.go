@@ -192,6 +192,13 @@ func (s *Stream) leaveAll() {
 	}
 }
 
+// memberships is how many groups s belongs to, and whether name is one.
+func (s *Stream) memberships(name string) (int, bool) {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	return len(s.groups), slices.ContainsFunc(s.groups, func(g *group) bool { return g.name == name })
+}
+
 // Groups are the names of the groups s belongs to.
 func (s *Stream) Groups() []string {
 	s.gmu.Lock()
@@ -233,12 +240,13 @@ func (g Group) Each(fn func(*Stream) bool) {
 
 // Reachable reports whether the group's broadcasts published on every
 // other node of the cluster now reach this node's members (see
-// WhenReachable). It is true on a broker that is not clustered.
+// WhenReachable). It is true on a broker that is not clustered, and for a
+// group with no members here.
 func (g Group) Reachable() bool {
 	if g.set.known == nil {
 		return true
 	}
-	return g.set.known()
+	return g.set.known(g.name)
 }
 
 // WhenReachable calls fn once the group's broadcasts published on every
@@ -248,15 +256,17 @@ func (g Group) Reachable() bool {
 // that has joined and then waits for WhenReachable receives every
 // broadcast to the group published anywhere after fn runs. fn runs at
 // once, on the caller's goroutine, when that is already so (always on a
-// broker that is not clustered); otherwise on another goroutine, with
-// confirmed false if a node did not answer within a second (the node is
-// then likely cut off, and tells this one later). fn must not block.
+// broker that is not clustered, and for a group that has had members
+// here for a while); otherwise on another goroutine, with confirmed false
+// if a node did not answer within a second (the node is then likely cut
+// off, and hears of the group once it answers again) or the broker is
+// shutting down. fn must not block.
 func (g Group) WhenReachable(fn func(confirmed bool)) {
 	if g.set.whenKnown == nil {
 		fn(true)
 		return
 	}
-	g.set.whenKnown(fn)
+	g.set.whenKnown(g.name, fn)
 }
 
 // Broadcast sends payload to every member, and returns how many it was

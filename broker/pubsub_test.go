@@ -83,6 +83,30 @@ func TestPubSub(t *testing.T) {
 	psAsk(t, other, "SUB "+strings.Repeat("t", 255), "+OK")
 }
 
+// TestPubSubSubscriptionsBounded: a stream subscribes to at most 1,024
+// topics at a time; a SUB of one it has, or after an UNSUB, still works.
+func TestPubSubSubscriptionsBounded(t *testing.T) {
+	b := start(t, broker.Config{}, broker.PubSub(), true, broker.OnEventLoop())
+	c := dial(t, b)
+	var cmds [][]byte
+	for i := range 1024 {
+		cmds = append(cmds, fmt.Appendf(nil, "SUB t%d", i))
+	}
+	c.send(cmds...)
+	for i := range 1024 {
+		if got := string(c.next(5 * time.Second)); got != "+OK" {
+			t.Fatalf("SUB %d: %q", i, got)
+		}
+	}
+	psAsk(t, c, "SUB one-too-many", "-ERR too many subscriptions (at most 1024 a connection)")
+	psAsk(t, c, "SUB t7", "+OK")
+	psAsk(t, c, "UNSUB t7", "+OK")
+	psAsk(t, c, "SUB one-more", "+OK")
+	if n := b.Streams().GroupStats().Groups; n != 1024 {
+		t.Errorf("%d groups, want 1024", n)
+	}
+}
+
 // TestPubSubRights: with authentication, an identity subscribes and
 // publishes only on the topics its token allows, and publishes only if it
 // may publish.

@@ -255,8 +255,8 @@ type streamSet struct {
 	// known and whenKnown, when set (a clustered broker), say whether
 	// and when the other nodes know the groups with members here (see
 	// Group.WhenReachable); read without synchronisation, like remote.
-	known     func() bool
-	whenKnown func(fn func(confirmed bool))
+	known     func(group string) bool
+	whenKnown func(group string, fn func(confirmed bool))
 
 	groups      groups
 	batches     batches // streams holding broadcasts gathered in a run

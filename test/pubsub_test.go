@@ -146,12 +146,14 @@ func TestPubSubClusterTopicsGoWhereSubscribed(t *testing.T) {
 		nodes[i] = clStart(t, addrs[i], addrs, "--app", "pubsub")
 	}
 	clWaitOK(t, nodes, 30*time.Second)
-	sub, pub := dial(t, nodes[0].Addr), dial(t, nodes[1].Addr)
+	const late = `hydrogen_cluster_interest_late_total{cluster="e2e"}`
+	sub, pubs := dial(t, nodes[0].Addr), []*client.Client{dial(t, nodes[1].Addr), dial(t, nodes[2].Addr)}
 	for i := range 30 {
 		topic := fmt.Sprintf("fresh-%d", i)
 		if a, _ := psCmd(t, sub, "SUB "+topic); a != "+OK" {
 			t.Fatalf("SUB: %q", a)
 		}
+		pub := pubs[i%2]
 		if a, _ := psCmd(t, pub, "PUB "+topic+" hello"); a != "+OK" {
 			t.Fatalf("PUB: %q", a)
 		}
@@ -159,6 +161,10 @@ func TestPubSubClusterTopicsGoWhereSubscribed(t *testing.T) {
 			t.Fatalf("the subscriber got %q, want %q", got, want)
 		}
 	}
+	if v := nodes[0].metric(late); v != 0 {
+		t.Errorf("%v SUBs were answered after a timed-out wait, not an acknowledgement", v)
+	}
+	pub := pubs[0]
 
 	const spared = `hydrogen_cluster_group_frames_spared_total{cluster="e2e"}`
 	const received = `hydrogen_cluster_received_total{cluster="e2e"}`

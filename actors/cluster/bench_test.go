@@ -141,9 +141,9 @@ func benchmarkGroupAcross(b *testing.B, size, members int) {
 				n.node.SetInterest(group, false)
 			}
 		}()
-		for _, n := range ns {
+		for _, n := range ns[1 : 1+members] {
 			done := make(chan bool, 1)
-			n.node.WhenKnown(func(ok bool) { done <- ok })
+			n.node.WhenKnown(group, func(ok bool) { done <- ok })
 			if !<-done {
 				b.Fatal("the nodes did not hear of the group's members in time")
 			}

@@ -120,9 +120,11 @@
 // A group frame goes only to the peers with members of its group. Every
 // node keeps the set of groups with members on it (SetInterest, which the
 // broker calls when a group gets its first member and loses its last) and
-// a version counting its changes, and tells each peer that admitted it,
-// on that peer's receiver, in a message told apart from a Batch by its
-// first field:
+// a version counting its changes, and tells each peer that admitted it
+// and whose views announce the capability (Probe field 12; a node of an
+// earlier version is told nothing and gets every group frame), on that
+// peer's receiver, in a message told apart from a Batch by its first
+// field:
 //
 //	message Interest {
 //	  uint32 kind = 16;           // 1 whole set, 2 changes, 3 ack, 4 ask for the whole set
@@ -130,22 +132,29 @@
 //	  uint64 base = 18;           // changes: the version they apply to
 //	  repeated string add = 19;   // whole: every group; changes: groups that have members now
 //	  repeated string remove = 20; // changes: groups that have none now
-//	  bool all = 21;              // whole: every group (past 1 MiB of names)
+//	  bool all = 21;              // whole: every group (past 1 MiB or 65,536 names)
 //	}
 //
-// The whole set first, then the changes from the version the peer has;
-// the peer acknowledges each version it takes, and asks for the whole set
-// when changes do not apply to what it has. A version unacknowledged for
-// a second is sent again, whole. Only a member's messages are taken, and
-// a set past 1 MiB of names is taken for every group. The sender of a
+// The whole set first, then the changes on the version last sent; the
+// peer acknowledges each version it takes, asks for the whole set when
+// changes do not apply to what it has, and ignores a whole set older than
+// the one it has (a late message of an older connection). A version
+// unacknowledged for 250 ms is sent again, whole, and a peer gets a whole
+// set at most that often however often it asks. Only a member's messages
+// are taken; a member's message that cannot be taken (malformed, past the
+// bounds) makes the receiver forget what the member told it, and a set
+// past 1 MiB or 65,536 names is taken for every group. The sender of a
 // batch leaves out, for each peer, the group frames of groups the peer
 // said it has no members of, and does not send a batch with nothing left
-// (the next one says how many it skipped, so the receiver counts no gap).
-// A peer that has not told its set gets every group frame: a lost or late
-// message costs traffic, never a frame. What it costs is the moment after
-// a group's first member joins, before the others have heard: WhenKnown
-// calls back once every peer that takes this node's batches has
-// acknowledged the current version (or after InterestTimeout).
+// (the next one says how many it skipped, so the receiver counts no gap;
+// when that next one is lost, the skipped count as gaps too). A peer that
+// has not told its set, or whose message could not be taken, gets every
+// group frame. The window is a group's first member here before the others
+// have taken the change (a lost message adds up to 250 ms): frames they
+// publish meanwhile miss it. WhenKnown closes it for those who can wait:
+// it calls back once every peer that takes this node's batches has
+// acknowledged the version that added the group (or after
+// InterestTimeout).
 //
 // # Bounds and what is dropped
 //

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -28,15 +30,24 @@ func decodeInterest(t *testing.T, b []byte) interestMsg {
 	return m
 }
 
-// TestInterestTold: a peer is told the whole set first, then deltas from
-// the version it has; the whole set again when it asks, when it has not
-// acknowledged for interestResend, when it is too far behind, or once
-// this node has too many names to tell ("every group").
-func TestInterestTold(t *testing.T) {
-	b := newBareNode(t)
+// speaker makes the bare node's member m1 a peer that admitted it and
+// says it speaks Interest.
+func speaker(b *bareNode) *peer {
 	b.addPeer("m1", "10.0.0.1:7000")
 	p := b.peers["m1"]
 	p.admitted = true
+	b.status["10.0.0.1:7000"] = &peerStatus{id: "m1", caps: capInterest}
+	return p
+}
+
+// TestInterestTold: a peer is told the whole set first, then the changes
+// on what it was sent; the whole set again when it asks (not more often
+// than interestResend), when it has not acknowledged for interestResend,
+// when it is too far behind or the changes are large, and while this node
+// has too many names to tell ("every group", at each version).
+func TestInterestTold(t *testing.T) {
+	b := newBareNode(t)
+	p := speaker(b)
 	now := time.Now()
 	// Even with no groups, a peer is told so: until then it would send
 	// every group frame.
@@ -45,13 +56,14 @@ func TestInterestTold(t *testing.T) {
 		t.Fatalf("first message %+v, want the empty set at version 1", m)
 	}
 	if msg := b.interestFor(p, b.inc, now); msg != nil {
-		t.Fatalf("nothing new to tell, told % x", msg)
+		t.Fatal("unacknowledged, told again at once")
 	}
 	b.SetInterest("a", true)
 	b.SetInterest("b", true)
-	m = decodeInterest(t, b.interestFor(p, b.inc, now.Add(2*interestResend)))
-	if m.kind != interestWhole || m.version != 3 || !slices.Equal(m.add, []string{"a", "b"}) {
-		t.Fatalf("unacknowledged: %+v, want the whole set at version 3", m)
+	// Changes go at once, on what was sent, acknowledged or not.
+	m = decodeInterest(t, b.interestFor(p, b.inc, now))
+	if m.kind != interestDelta || m.base != 1 || m.version != 3 || !slices.Equal(m.add, []string{"a", "b"}) {
+		t.Fatalf("changes %+v", m)
 	}
 	if msg := b.interestFor(p, b.inc, now); msg != nil {
 		t.Fatal("told twice")
@@ -72,16 +84,22 @@ func TestInterestTold(t *testing.T) {
 	if msg := b.interestFor(p, b.inc, now.Add(interestResend/2)); msg != nil {
 		t.Fatal("resent too soon")
 	}
-	m = decodeInterest(t, b.interestFor(p, b.inc, now.Add(2*interestResend)))
+	now = now.Add(interestResend)
+	m = decodeInterest(t, b.interestFor(p, b.inc, now))
 	if m.kind != interestWhole || m.version != 7 || !slices.Equal(m.add, []string{"b", "d"}) {
 		t.Fatalf("resent %+v", m)
 	}
-	// An ack of a version never told is ignored; asking starts over.
+	// An ack of a version never told is ignored; asking gets the whole
+	// set, but not more often than interestResend.
 	b.onInterest(b.inc, member, appendInterestAck(nil, 99))
 	if p.acked != 3 {
 		t.Fatalf("acked %d after an ack of a version never told", p.acked)
 	}
 	b.onInterest(b.inc, member, appendInterestAsk(nil))
+	if msg := b.interestFor(p, b.inc, now); msg != nil {
+		t.Fatal("an ask right after a whole set got another at once")
+	}
+	now = now.Add(interestResend)
 	if m = decodeInterest(t, b.interestFor(p, b.inc, now)); m.kind != interestWhole {
 		t.Fatalf("after an ask: %+v", m)
 	}
@@ -94,20 +112,35 @@ func TestInterestTold(t *testing.T) {
 		t.Fatalf("behind the log: %+v", m)
 	}
 	b.onInterest(b.inc, member, appendInterestAck(nil, b.interest.v))
-	// Past the bound: every group, once; back under it, the set.
+	// Changes too large for one message: whole.
+	b.SetInterest(strings.Repeat("L", maxDeltaBytes), true)
+	if m = decodeInterest(t, b.interestFor(p, b.inc, now)); m.kind != interestWhole {
+		t.Fatalf("a large change: %+v", m)
+	}
+	b.SetInterest(strings.Repeat("L", maxDeltaBytes), false)
+	b.interestFor(p, b.inc, now)
+	b.onInterest(b.inc, member, appendInterestAck(nil, b.interest.v))
+	// Past the bound: every group, told (and acknowledged) at each
+	// version; back under it, the set.
 	long := strings.Repeat("n", 1000)
+	name := func(i int) string { return fmt.Sprintf("%s%d", long, i) }
 	for i := range maxInterestBytes/1000 + 1 {
-		b.SetInterest(long+string(rune('A'+i%50))+strings.Repeat("z", i/50), true)
+		b.SetInterest(name(i), true)
 	}
 	if m = decodeInterest(t, b.interestFor(p, b.inc, now)); m.kind != interestWhole || !m.all || len(m.add) != 0 {
 		t.Fatalf("past the bound: %+v", m)
 	}
+	b.onInterest(b.inc, member, appendInterestAck(nil, b.interest.v))
 	b.SetInterest("y", true)
-	if msg := b.interestFor(p, b.inc, now); msg != nil {
-		t.Fatalf("still every group, told again: %+v", decodeInterest(t, msg))
+	if m = decodeInterest(t, b.interestFor(p, b.inc, now)); m.kind != interestWhole || !m.all || m.version != b.interest.v {
+		t.Fatalf("still every group, a change: %+v", m)
+	}
+	b.onInterest(b.inc, member, appendInterestAck(nil, b.interest.v))
+	if !b.InterestKnown("y") {
+		t.Error("a change past the bound is never acknowledged")
 	}
 	for i := range maxInterestBytes/1000 + 1 {
-		b.SetInterest(long+string(rune('A'+i%50))+strings.Repeat("z", i/50), false)
+		b.SetInterest(name(i), false)
 	}
 	if m = decodeInterest(t, b.interestFor(p, b.inc, now)); m.kind != interestWhole || m.all || len(m.add) != 3 {
 		t.Fatalf("back under the bound: %+v", m)
@@ -117,11 +150,43 @@ func TestInterestTold(t *testing.T) {
 	if m = decodeInterest(t, b.interestFor(p, inc2, now)); m.kind != interestWhole || p.acked != 0 {
 		t.Fatalf("new incarnation: %+v, acked %d", m, p.acked)
 	}
+	// Many short names: every group too, as the receiver would take it.
+	b2 := newBareNode(t)
+	p2 := speaker(b2)
+	for i := range maxInterestNames + 1 {
+		b2.SetInterest(strconv.Itoa(i), true)
+	}
+	if m = decodeInterest(t, b2.interestFor(p2, b2.inc, now)); !m.all {
+		t.Fatalf("%d names told as %d", maxInterestNames+1, len(m.add))
+	}
+}
+
+// TestInterestOnlyToThoseWhoSpeakIt: a peer whose views do not say it
+// understands Interest messages (a node of an older version) is told
+// nothing and waited for by nobody; it gets every group frame.
+func TestInterestOnlyToThoseWhoSpeakIt(t *testing.T) {
+	b := newBareNode(t)
+	p := speaker(b)
+	b.status["10.0.0.1:7000"].caps = 0
+	b.SetInterest("g", true)
+	if !b.InterestKnown("g") {
+		t.Error("waits for a peer that does not speak Interest")
+	}
+	b.tellInterest(time.Now())
+	if p.told != 0 {
+		t.Errorf("told a peer that does not speak Interest (version %d)", p.told)
+	}
+	b.status["10.0.0.1:7000"].caps = capInterest
+	if b.InterestKnown("g") {
+		t.Error("does not wait for a peer that speaks it")
+	}
 }
 
 // TestInterestTaken: what a peer tells is kept only from a member, only
-// in sequence; a delta on another base forgets what was known (the peer
-// gets every group frame until it sends its whole set again).
+// in sequence; a late whole set does not overwrite a newer one; a delta
+// on another base, or a message this node cannot take, forgets what was
+// known (the peer gets every group frame until it sends its whole set
+// again).
 func TestInterestTaken(t *testing.T) {
 	b := newBareNode(t)
 	b.addPeer("m1", "10.0.0.1:7000")
@@ -137,7 +202,14 @@ func TestInterestTaken(t *testing.T) {
 		slices.Sort(g)
 		return g
 	}
-	b.onInterest(b.inc, member, appendInterestWhole(nil, 3, map[string]struct{}{"a": {}, "b": {}}, false))
+	set := func(names ...string) map[string]struct{} {
+		m := map[string]struct{}{}
+		for _, n := range names {
+			m[n] = struct{}{}
+		}
+		return m
+	}
+	b.onInterest(b.inc, member, appendInterestWhole(nil, 3, set("a", "b"), false))
 	if p.wants == nil || p.wants.v != 3 || !slices.Equal(groups(), []string{"a", "b"}) {
 		t.Fatalf("whole not taken: %+v", p.wants)
 	}
@@ -145,35 +217,60 @@ func TestInterestTaken(t *testing.T) {
 	if p.wants.v != 5 || !slices.Equal(groups(), []string{"b", "c"}) {
 		t.Fatalf("delta not applied: %+v", p.wants)
 	}
+	// Late: an older connection's whole set, a delta again.
+	b.onInterest(b.inc, member, appendInterestWhole(nil, 2, set(), false))
+	b.onInterest(b.inc, member, appendInterestDelta(nil, 3, 5, []change{{4, "a", false}, {5, "c", true}}))
+	if p.wants == nil || p.wants.v != 5 || !slices.Equal(groups(), []string{"b", "c"}) {
+		t.Fatalf("a late message overwrote a newer set: %+v", p.wants)
+	}
 	b.onInterest(b.inc, member, appendInterestDelta(nil, 9, 10, []change{{10, "d", true}}))
 	if p.wants != nil {
 		t.Fatalf("a delta on an unknown base kept %+v", p.wants)
 	}
-	// Strangers and garbage are refused and change nothing.
-	b.onInterest(b.inc, member, appendInterestWhole(nil, 11, map[string]struct{}{"b": {}}, false))
-	for _, c := range []struct {
-		from *actor.PID
-		msg  []byte
-	}{
-		{actor.NewPID("10.0.0.66:7000", receiverName+"m1"), appendInterestWhole(nil, 12, nil, true)},
-		{nil, appendInterestAsk(nil)},
-		{member, []byte{0x80, 0x01, 0x09}},                                             // kind 9
-		{member, appendInterestHead(nil, interestWhole, 0)},                            // no version
-		{member, append(appendInterestHead(nil, interestWhole, 12), 0x9a, 0x01, 0x00)}, // an empty name
-		{member, append(appendInterestHead(nil, interestDelta, 12), 0xff)},             // cut short
-	} {
-		b.onInterest(b.inc, c.from, c.msg)
+	// Strangers and garbage are refused; a member's garbage forgets.
+	b.onInterest(b.inc, member, appendInterestWhole(nil, 11, set("b"), false))
+	for _, from := range []*actor.PID{actor.NewPID("10.0.0.66:7000", receiverName+"m1"), nil} {
+		b.onInterest(b.inc, from, appendInterestWhole[struct{}](nil, 12, nil, true))
 	}
-	if s := b.Stats(); s.Refused != 6 || !slices.Equal(groups(), []string{"b"}) || p.wants.all {
-		t.Fatalf("refused %d, wants %+v", s.Refused, p.wants)
+	if s := b.Stats(); s.Refused != 2 || !slices.Equal(groups(), []string{"b"}) || p.wants.all {
+		t.Fatalf("strangers: refused %d, wants %+v", s.Refused, p.wants)
+	}
+	tooMany := appendInterestHead(nil, interestWhole, 13)
+	for i := range maxInterestNames + 1 {
+		tooMany = protowire.AppendString(protowire.AppendTag(tooMany, fieldIAdd, protowire.BytesType), strconv.Itoa(i))
+	}
+	for i, msg := range [][]byte{
+		{0x80, 0x01, 0x09},                        // kind 9
+		appendInterestHead(nil, interestWhole, 0), // no version
+		append(appendInterestHead(nil, interestWhole, 12), 0x9a, 0x01, 0x00), // an empty name
+		append(appendInterestHead(nil, interestDelta, 12), 0xff),             // cut short
+		tooMany,
+	} {
+		b.onInterest(b.inc, member, appendInterestWhole(nil, 11, set("b"), false))
+		b.onInterest(b.inc, member, msg)
+		if p.wants != nil {
+			t.Errorf("message %d: a member's malformed message kept %+v", i, p.wants)
+		}
+	}
+	if s := b.Stats(); s.Refused != 7 {
+		t.Fatalf("refused %d, want 7", s.Refused)
 	}
 	// A set that grows past the bound means every group.
 	big := map[string]struct{}{}
-	for i := range maxInterestBytes/1000 + 1 {
-		big[strings.Repeat("n", 990)+string(rune('A'+i%50))+strings.Repeat("z", i/50)] = struct{}{}
+	name := func(i int) string { return fmt.Sprintf("%s%04d", strings.Repeat("n", 996), i) }
+	for i := range 1040 {
+		big[name(i)] = struct{}{}
 	}
 	b.onInterest(b.inc, member, appendInterestWhole(nil, 20, big, false))
-	if p.wants == nil || !p.wants.all || p.wants.groups != nil {
+	if p.wants == nil || p.wants.all || len(p.wants.groups) != 1040 {
+		t.Fatalf("under the bound: %+v", p.wants != nil && p.wants.all)
+	}
+	var more []change
+	for i := range 20 {
+		more = append(more, change{uint64(21 + i), name(1040 + i), true})
+	}
+	b.onInterest(b.inc, member, appendInterestDelta(nil, 20, 40, more))
+	if p.wants == nil || !p.wants.all || p.wants.groups != nil || p.wants.v != 40 {
 		t.Fatalf("past the bound: all %v, %d names kept", p.wants != nil && p.wants.all, len(groups()))
 	}
 }
@@ -220,6 +317,10 @@ func TestFilterBatch(t *testing.T) {
 			t.Errorf("%v skipped %d", got, skipped)
 		}
 	}
+	// Wants every group frame in it: the batch itself.
+	if out, spared := filterBatch(b, &interestSet{v: 1, groups: map[string]struct{}{"room": {}, "hall": {}}}, 0); out != b || spared != 0 {
+		t.Errorf("a batch with nothing to leave out was copied (spared %d)", spared)
+	}
 	// Nothing for it.
 	groupsOnly := appendHeader(appendFrame(nil, 1, "hall", []byte("x")), 7, 43, 0)
 	if out, spared := filterBatch(&batch{msg: wrap(groupsOnly), frames: 1, groups: true}, wants, 0); out != nil || spared != 1 {
@@ -233,7 +334,7 @@ func must(b *batch, _ int) *batch { return b }
 // the bounds, never a panic.
 func FuzzInterestMessage(f *testing.F) {
 	f.Add(appendInterestWhole(nil, 3, map[string]struct{}{"a": {}, "room": {}}, false))
-	f.Add(appendInterestWhole(nil, 3, nil, true))
+	f.Add(appendInterestWhole[struct{}](nil, 3, nil, true))
 	f.Add(appendInterestDelta(nil, 1, 3, []change{{2, "a", true}, {3, "b", false}}))
 	f.Add(appendInterestAck(nil, 9))
 	f.Add(appendInterestAsk(nil))
@@ -256,31 +357,30 @@ func FuzzInterestMessage(f *testing.F) {
 	})
 }
 
-// TestWhenKnownWaits: WhenKnown waits for every admitted peer's
-// acknowledgement of the version of its call, says false once
-// InterestTimeout has passed without it, and false to every wait when the
-// node stops.
+// TestWhenKnownWaits: WhenKnown waits for every peer that takes this
+// node's batches and speaks Interest to acknowledge the version that
+// gave this node the group, says false once InterestTimeout has passed
+// without it (counted, logged), and false to every wait when the node
+// stops (not counted).
 func TestWhenKnownWaits(t *testing.T) {
 	b := newBareNode(t)
-	b.addPeer("m1", "10.0.0.1:7000")
 	b.addPeer("m2", "10.0.0.2:7000") // not admitted: not waited for
-	p := b.peers["m1"]
-	p.admitted = true
+	p := speaker(b)
 	b.SetInterest("g", true)
 	var got []string
 	call := func(name string) func(bool) {
 		return func(ok bool) { got = append(got, fmt.Sprint(name, ok)) }
 	}
-	b.WhenKnown(call("first"))
+	b.WhenKnown("g", call("first"))
 	b.interestFor(p, b.inc, time.Now())
 	b.SetInterest("h", true)
-	b.WhenKnown(call("second"))
+	b.WhenKnown("h", call("second"))
 	if len(got) != 0 {
 		t.Fatalf("called back before any ack: %v", got)
 	}
 	b.onInterest(b.inc, member, appendInterestAck(nil, 2))
 	if !slices.Equal(got, []string{"firsttrue"}) {
-		t.Fatalf("after the first version's ack: %v", got)
+		t.Fatalf("after g's version's ack: %v", got)
 	}
 	b.settleWaiters(time.Now().Add(InterestTimeout+time.Millisecond), false)
 	if !slices.Equal(got, []string{"firsttrue", "secondfalse"}) || b.Stats().InterestLate != 1 {
@@ -290,9 +390,9 @@ func TestWhenKnownWaits(t *testing.T) {
 		t.Error("a late acknowledgement was not logged")
 	}
 	b.SetInterest("i", true)
-	b.WhenKnown(call("third"))
+	b.WhenKnown("i", call("third"))
 	b.settleWaiters(time.Now(), true)
-	if got[len(got)-1] != "thirdfalse" {
-		t.Fatalf("at shutdown: %v", got)
+	if got[len(got)-1] != "thirdfalse" || b.Stats().InterestLate != 1 {
+		t.Fatalf("at shutdown: %v, late %d", got, b.Stats().InterestLate)
 	}
 }

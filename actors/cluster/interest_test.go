@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,11 +98,15 @@ func startGroupCluster(t *testing.T, n int) []*groupNode {
 	return nodes
 }
 
-// known waits for WhenKnown's call back, and returns what it said.
-func known(t *testing.T, n *cluster.Node) bool {
+// known waits for WhenKnown's call back for group, and returns what it
+// said.
+//
+// Versions are told in order, so once a group's is known, every change
+// the node made before it is too: settled (below) waits for those.
+func known(t *testing.T, n *cluster.Node, group string) bool {
 	t.Helper()
 	ch := make(chan bool, 1)
-	n.WhenKnown(func(ok bool) { ch <- ok })
+	n.WhenKnown(group, func(ok bool) { ch <- ok })
 	select {
 	case ok := <-ch:
 		return ok
@@ -113,6 +118,19 @@ func known(t *testing.T, n *cluster.Node) bool {
 
 func frame(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
+var markers atomic.Uint64
+
+// settled waits until the peers have acknowledged every change n made to
+// its groups so far, by making one more and waiting for it.
+func settled(t *testing.T, n *cluster.Node) {
+	t.Helper()
+	m := fmt.Sprintf("marker-%d", markers.Add(1))
+	n.SetInterest(m, true)
+	if !known(t, n, m) {
+		t.Fatal("the peers did not acknowledge the node's groups")
+	}
+}
+
 // TestGroupFramesGoOnlyToNodesWithMembers: once the nodes have told each
 // other their groups, a group frame reaches the nodes with members of its
 // group and no other; batches with nothing for a node are not sent it,
@@ -122,16 +140,12 @@ func TestGroupFramesGoOnlyToNodesWithMembers(t *testing.T) {
 	nodes := startGroupCluster(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	b.node.SetInterest("room", true)
-	if !known(t, b.node) {
+	if !known(t, b.node, "room") {
 		t.Fatal("the peers did not acknowledge b's groups")
 	}
-	// c tells its (empty) set too: until a node has, it gets every
-	// group frame.
-	c.node.SetInterest("elsewhere", true)
-	c.node.SetInterest("elsewhere", false)
-	if !known(t, c.node) {
-		t.Fatal("the peers did not acknowledge c's groups")
-	}
+	// c tells its set too (it does so unasked: a node with no members
+	// of anything is told as such).
+	settled(t, c.node)
 
 	seq := uint64(0)
 	next := func() []byte { seq++; return frame(seq) }
@@ -172,9 +186,7 @@ func TestGroupFramesGoOnlyToNodesWithMembers(t *testing.T) {
 
 	// b's last member leaves: once a knows, b gets no more room frames.
 	b.node.SetInterest("room", false)
-	if !known(t, b.node) {
-		t.Fatal("the peers did not acknowledge b's change")
-	}
+	settled(t, b.node)
 	for range per {
 		if err := a.node.PublishGroup(1, "room", next()); err != nil {
 			t.Fatal(err)
@@ -196,16 +208,13 @@ func TestGroupFramesGoOnlyToNodesWithMembers(t *testing.T) {
 func TestWhenKnownClosesTheWindow(t *testing.T) {
 	nodes := startGroupCluster(t, 2)
 	a, b := nodes[0], nodes[1]
-	b.node.SetInterest("warm-up", true) // a knows b's set from here on
-	if !known(t, b.node) {
-		t.Fatal("not acknowledged")
-	}
+	settled(t, b.node) // a knows b's set from here on
 	const n = 100
 	late := 0
 	for i := range n {
 		g := fmt.Sprintf("topic-%d", i)
 		b.node.SetInterest(g, true)
-		if !known(t, b.node) {
+		if !known(t, b.node, g) {
 			late++
 		}
 		if err := a.node.PublishGroup(1, g, frame(1)); err != nil {
@@ -222,15 +231,31 @@ func TestWhenKnownClosesTheWindow(t *testing.T) {
 // the caller's goroutine before it returns; a node alone does too.
 func TestWhenKnownAtOnce(t *testing.T) {
 	nodes := startGroupCluster(t, 2)
-	known(t, nodes[0].node)
-	called := false
-	nodes[0].node.WhenKnown(func(ok bool) { called = ok })
-	if !called || !nodes[0].node.InterestKnown() {
-		t.Error("nothing to tell, and WhenKnown did not call back at once")
-	}
-	nodes[0].node.SetInterest("g", true)
-	if nodes[0].node.InterestKnown() {
+	n := nodes[0].node
+	n.SetInterest("g", true)
+	if n.InterestKnown("g") {
 		t.Error("InterestKnown right after a change no peer can have heard of yet")
+	}
+	if !known(t, n, "g") {
+		t.Fatal("not acknowledged")
+	}
+	called := false
+	n.WhenKnown("g", func(ok bool) { called = ok })
+	if !called || !n.InterestKnown("g") {
+		t.Error("nothing new to tell of g, and WhenKnown did not call back at once")
+	}
+	// Another group's change pending does not hold g back, and a group
+	// with no members here has nothing to wait for.
+	n.SetInterest("h", true)
+	called = false
+	n.WhenKnown("g", func(ok bool) { called = ok })
+	if !called {
+		t.Error("g waited for h's change")
+	}
+	called = false
+	n.WhenKnown("nobody", func(ok bool) { called = ok })
+	if !called {
+		t.Error("a group without members here waited")
 	}
 
 	alone, err := cluster.Start(cluster.Config{Name: "solo", Addr: testnet.ClusterAddr(t), Logger: testLogger()}, func(uint64, string, []byte) {})
@@ -239,7 +264,7 @@ func TestWhenKnownAtOnce(t *testing.T) {
 	}
 	alone.SetInterest("g", true)
 	called = false
-	alone.WhenKnown(func(ok bool) { called = ok })
+	alone.WhenKnown("g", func(ok bool) { called = ok })
 	if !called {
 		t.Error("a node without peers did not call back at once")
 	}
@@ -259,9 +284,7 @@ func TestManyGroupsMeanEveryGroup(t *testing.T) {
 	for i := range 4300 { // 4,300 × 254 bytes: over a MiB
 		b.node.SetInterest(fmt.Sprintf("%s%04d", name, i), true)
 	}
-	if !known(t, b.node) {
-		t.Fatal("not acknowledged")
-	}
+	settled(t, b.node)
 	for i := range 10 {
 		if err := a.node.PublishGroup(1, fmt.Sprintf("unheard-of-%d", i), frame(1)); err != nil {
 			t.Fatal(err)
@@ -274,9 +297,7 @@ func TestManyGroupsMeanEveryGroup(t *testing.T) {
 	for i := range 4300 {
 		b.node.SetInterest(fmt.Sprintf("%s%04d", name, i), false)
 	}
-	if !known(t, b.node) {
-		t.Fatal("not acknowledged")
-	}
+	settled(t, b.node)
 	spared := a.node.Stats().Spared
 	if err := a.node.PublishGroup(1, "unheard-of-0", frame(2)); err != nil {
 		t.Fatal(err)

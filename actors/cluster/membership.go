@@ -60,7 +60,8 @@ type peerStatus struct {
 	group   []string  // its mutual group, sorted
 	kinds   []string
 	conns   int64
-	bye     bool // it said it is leaving
+	caps    uint64 // what it speaks beyond batches (capInterest)
+	bye     bool   // it said it is leaving
 }
 
 const (
@@ -217,7 +218,7 @@ func (n *Node) view(inc *incarnation, addr string, now time.Time, group []string
 	if until, q := n.quiet[addr]; q && time.Now().Before(until) {
 		return nil
 	}
-	v := &probe{kind: probeView, cluster: n.cfg.Name, id: inc.id, addr: n.advertise, kinds: inc.kinds(), conns: conns, seq: inc.views.Add(1)}
+	v := &probe{kind: probeView, cluster: n.cfg.Name, id: inc.id, addr: n.advertise, kinds: inc.kinds(), conns: conns, seq: inc.views.Add(1), caps: capInterest}
 	v.group = group
 	if now.Before(n.graceUntil) {
 		v.flags |= flagAway
@@ -638,7 +639,7 @@ func (n *Node) onView(inc *incarnation, from *actor.PID, p *probe) {
 	if p.about != inc.id {
 		heard = 0
 	}
-	*st = peerStatus{id: p.id, seq: p.seq, heard: heard, cluster: p.cluster, at: time.Now(), flags: p.flags, group: p.group, kinds: p.kinds, conns: p.conns}
+	*st = peerStatus{id: p.id, seq: p.seq, heard: heard, cluster: p.cluster, at: time.Now(), flags: p.flags, group: p.group, kinds: p.kinds, conns: p.conns, caps: p.caps}
 	if p.cluster == n.cfg.Name {
 		for id, q := range n.peers {
 			if q.addr == p.addr && id != p.id {

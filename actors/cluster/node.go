@@ -191,6 +191,8 @@ type Node struct {
 	waiters      []interestWaiter // WhenKnown calls waiting
 	interestLate uint64           // WhenKnown calls that timed out
 	lateLog      time.Time        // when that was last logged
+	waitTimer    atomic.Bool      // a wake is due for the first waiter's deadline
+	resendTimer  atomic.Bool      // a wake is due to resend what a peer has not acknowledged
 	curGroups    bool             // cur has group frames
 
 	dmu  sync.Mutex         // receiver: seen, and delivery in order
@@ -551,14 +553,14 @@ func (n *Node) distribute(sends []send) (*incarnation, []send) {
 			if !p.admitted {
 				continue
 			}
-			if p.backlogBytes+len(b.msg.Value) > n.cfg.MaxPending {
-				drops = append(drops, dropped{p.addr, uint64(b.frames)})
-				continue
-			}
 			pb, spared := filterBatch(b, p.wants, p.skipped)
 			n.spared.Add(uint64(spared))
 			if pb == nil {
 				p.skipped++ // nothing in it is for this peer
+				continue
+			}
+			if p.backlogBytes+len(pb.msg.Value) > n.cfg.MaxPending {
+				drops = append(drops, dropped{p.addr, uint64(pb.frames)})
 				continue
 			}
 			p.skipped = 0
@@ -811,7 +813,7 @@ func (n *Node) take(addr string, node, seq, skipped uint64, b []byte) {
 		n.dups.Add(1)
 		return
 	}
-	if o.seq != 0 && seq > o.seq+1+skipped {
+	if o.seq != 0 && seq-o.seq-1 > skipped {
 		n.gaps.Add(seq - o.seq - 1 - skipped)
 	}
 	o.seq = seq

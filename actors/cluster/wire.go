@@ -186,6 +186,7 @@ func eachFrame(b []byte, fn func(publisher uint64, group, payload []byte)) error
 //	  int64 conns = 9;           // the sender's connections; -1 unknown
 //	  uint64 seq = 10;           // the sender's views, numbered from 1
 //	  uint64 heard = 11;         // the number of the receiver's last view the sender took
+//	  uint64 caps = 12;          // what the sender speaks beyond batches: capInterest
 //	}
 //
 // Every node sends every peer its view once a ProbeInterval (and at once
@@ -203,6 +204,14 @@ const (
 	fieldConns   protowire.Number = 9
 	fieldViewSeq protowire.Number = 10
 	fieldHeard   protowire.Number = 11
+	fieldCaps    protowire.Number = 12
+)
+
+// Capabilities a view announces. A node speaks to a peer only what the
+// peer's view says it understands, so nodes of different versions share
+// a cluster.
+const (
+	capInterest = 1 << iota // Interest messages on the receiver (interest.go)
 )
 
 // Kinds of membership message.
@@ -232,6 +241,7 @@ type probe struct {
 	conns   int64
 	seq     uint64
 	heard   uint64
+	caps    uint64
 }
 
 func (p *probe) marshal() []byte {
@@ -270,6 +280,10 @@ func (p *probe) marshal() []byte {
 	b = protowire.AppendVarint(b, p.seq)
 	b = protowire.AppendTag(b, fieldHeard, protowire.VarintType)
 	b = protowire.AppendVarint(b, p.heard)
+	if p.caps != 0 {
+		b = protowire.AppendTag(b, fieldCaps, protowire.VarintType)
+		b = protowire.AppendVarint(b, p.caps)
+	}
 	b = protowire.AppendTag(b, fieldConns, protowire.VarintType)
 	return protowire.AppendVarint(b, protowire.EncodeZigZag(p.conns))
 }
@@ -306,6 +320,8 @@ func (p *probe) unmarshal(b []byte) error {
 				p.seq = v
 			case fieldHeard:
 				p.heard = v
+			case fieldCaps:
+				p.caps = v
 			}
 		case typ == protowire.BytesType:
 			v, n := protowire.ConsumeString(b)
