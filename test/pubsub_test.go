@@ -3,6 +3,7 @@ package test
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -190,5 +191,46 @@ func TestPubSubClusterTopicsGoWhereSubscribed(t *testing.T) {
 	}
 	if got := nodes[2].metric(received); got != quiet {
 		t.Errorf("the node without subscribers received %v frames from the cluster, want %v", got, quiet)
+	}
+}
+
+// TestPubSubClusterAfterRejoin: the publisher's node is stopped past the
+// time the others wait (it rejoins as a new member) while a subscriber on
+// another node takes a new topic; once the cluster is OK again, a PUB on
+// the rejoined node reaches the subscriber on both topics: what the nodes
+// told each other's former memberships is not taken for what they know.
+func TestPubSubClusterAfterRejoin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops a node of a cluster past DeadAfter: seconds")
+	}
+	addrs := []string{testnet.ClusterAddr(t), testnet.ClusterAddr(t), testnet.ClusterAddr(t)}
+	nodes := make([]*clNode, 3)
+	for i := range nodes {
+		nodes[i] = clStart(t, addrs[i], addrs, "--app", "pubsub")
+	}
+	t.Cleanup(func() { nodes[1].Cmd.Process.Signal(syscall.SIGCONT) })
+	clWaitOK(t, nodes, 30*time.Second)
+	sub, pub := dial(t, nodes[0].Addr), dial(t, nodes[1].Addr)
+	if a, _ := psCmd(t, sub, "SUB before"); a != "+OK" {
+		t.Fatalf("SUB: %q", a)
+	}
+	clSignal(t, nodes[1], syscall.SIGSTOP)
+	time.Sleep(time.Second)
+	if a, _ := psCmd(t, sub, "SUB during"); a != "+OK" {
+		t.Fatalf("SUB while a node is stopped: %q", a)
+	}
+	time.Sleep(4 * time.Second) // past DeadAfter (3 s): it is dropped
+	clSignal(t, nodes[1], syscall.SIGCONT)
+	clWaitOK(t, nodes, clHealBound+20*time.Second)
+	for _, topic := range []string{"before", "during"} {
+		if a, _ := psCmd(t, pub, "PUB "+topic+" hello"); a != "+OK" {
+			t.Fatalf("PUB: %q", a)
+		}
+		if got, want := string(recv(t, sub)), "MSG "+topic+" hello"; got != want {
+			t.Fatalf("the subscriber got %q, want %q", got, want)
+		}
+	}
+	if v := nodes[1].metric(`hydrogen_cluster_rejoins_total{cluster="e2e"}`); v < 1 {
+		t.Errorf("the stopped node did not rejoin (rejoins %v): the test did not test a rejoin", v)
 	}
 }

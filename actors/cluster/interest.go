@@ -459,6 +459,9 @@ func (n *Node) onInterest(inc *incarnation, from *actor.PID, b []byte) {
 		n.refuse(from, "malformed interest message")
 		return
 	}
+	if p.wantsInc != inc {
+		p.wants, p.wantsInc = nil, inc // told an incarnation that is gone
+	}
 	s := p.wants
 	switch m.kind {
 	case interestWhole:
@@ -509,6 +512,15 @@ func (n *Node) onInterest(inc *incarnation, from *actor.PID, b []byte) {
 	case interestAsk:
 		n.wake()
 	}
+}
+
+// interest is what p told incarnation inc of its groups; nil when it has
+// told it nothing (then it gets every group frame).
+func (p *peer) interest(inc *incarnation) *interestSet {
+	if p.wantsInc != inc {
+		return nil
+	}
+	return p.wants
 }
 
 // interestMsg is a decoded Interest message.

@@ -223,6 +223,19 @@ func TestInterestTaken(t *testing.T) {
 	if p.wants == nil || p.wants.v != 5 || !slices.Equal(groups(), []string{"b", "c"}) {
 		t.Fatalf("a late message overwrote a newer set: %+v", p.wants)
 	}
+	// What it told an incarnation that is gone is not used, nor added to.
+	inc2 := &incarnation{n: b.Node, id: "self2", retired: true}
+	if p.interest(inc2) != nil || p.interest(b.inc) == nil {
+		t.Fatal("what a peer told another incarnation is used")
+	}
+	old := b.inc
+	b.inc = inc2
+	b.onInterest(inc2, member, appendInterestDelta(nil, 5, 6, []change{{6, "e", true}}))
+	if p.interest(inc2) != nil {
+		t.Fatalf("a delta on what another incarnation was told was applied: %+v", p.wants)
+	}
+	b.inc = old
+	b.onInterest(b.inc, member, appendInterestWhole(nil, 8, set("b", "c"), false))
 	b.onInterest(b.inc, member, appendInterestDelta(nil, 9, 10, []change{{10, "d", true}}))
 	if p.wants != nil {
 		t.Fatalf("a delta on an unknown base kept %+v", p.wants)

@@ -244,10 +244,13 @@ type peer struct {
 	told, acked uint64
 	toldAt      time.Time
 	toldAll     bool // the last told was "every group"
-	// The peer's interest as it told this node; nil until it has: it
-	// then gets every group frame.
-	wants   *interestSet
-	skipped uint64 // batches left out for it since the last it was sent
+	// The peer's interest as it told this node's incarnation wantsInc;
+	// nil until it has (it then gets every group frame). Told another
+	// incarnation, it is not used: what the peer changed meanwhile went
+	// to an incarnation that is gone.
+	wants    *interestSet
+	wantsInc *incarnation
+	skipped  uint64 // batches left out for it since the last it was sent
 }
 
 type origin struct {
@@ -553,7 +556,7 @@ func (n *Node) distribute(sends []send) (*incarnation, []send) {
 			if !p.admitted {
 				continue
 			}
-			pb, spared := filterBatch(b, p.wants, p.skipped)
+			pb, spared := filterBatch(b, p.interest(n.inc), p.skipped)
 			n.spared.Add(uint64(spared))
 			if pb == nil {
 				p.skipped++ // nothing in it is for this peer
