@@ -3,7 +3,9 @@ package broker_test
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hydrogen-mq/hydrogen/broker"
+	"github.com/hydrogen-mq/hydrogen/wire"
 )
 
 // quietConfig makes the loops tick every 10 ms (an eighth of the write
@@ -414,4 +417,70 @@ func goroutinesButWorkers() int {
 		}
 	}
 	return count
+}
+
+// liveHeap is the bytes of live objects after a full collection: unlike
+// heapInUse, not the partly used spans that whatever was freed leaves
+// behind, which vary from run to run.
+func liveHeap() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// TestReleasedStreamCostsWhatASilentOneDoes: once its actors have been
+// released, a stream that did a round trip holds no more live heap than
+// one that never sent a frame: the actors are gone, and so is what the
+// actor system kept for their names.
+func TestReleasedStreamCostsWhatASilentOneDoes(t *testing.T) {
+	const n = 1000
+	b := start(t, quietConfig(), broker.Echo(), true, broker.OnEventLoop(), broker.SpawnOnFirstFrame(), broker.ReleaseWhenQuiet())
+	actors := processes(b)
+	frame, _ := wire.Encode([]byte("idle"))
+	reply := make([]byte, len(frame)) // shared: the clients hold nothing per connection but their socket
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	group := func(spoke bool) int64 {
+		t.Helper()
+		before := liveHeap()
+		released := b.Stats().Actors.StreamsReleased
+		for range n {
+			c, err := net.DialTimeout("tcp", b.Addr().String(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+			if !spoke {
+				continue
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Write(frame); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(c, reply); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "the streams listed", 10*time.Second, func() bool { return b.Streams().Len() == len(conns) })
+		if spoke {
+			waitReleased(t, b, released+n, actors)
+		}
+		// The outbound buffers of the replies go back after the same
+		// quiet spell as the actors; a few more ticks for every loop.
+		time.Sleep(100 * time.Millisecond)
+		return (liveHeap() - before) / n
+	}
+	group(true) // grows what keeps its size: the stream list, the fd table, the actor registry's maps
+	silent := group(false)
+	spoke := group(true)
+	t.Logf("live heap per idle stream, clients' sockets included: %d bytes silent, %d after a round trip and the release", silent, spoke)
+	if spoke > silent+256 {
+		t.Errorf("a released stream holds %d bytes of live heap, a silent one %d: want at most 256 more", spoke, silent)
+	}
 }
