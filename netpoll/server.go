@@ -31,11 +31,12 @@ type Handler interface {
 }
 
 // A QuietHandler is a Handler that is also told when a connection goes
-// quiet: open, read, and no frame completed for QuietTicks of its loop's
-// ticks (about a second at the default tick; shorter when a time limit
-// under two seconds makes the ticks shorter, see Config). OnQuiet is
-// called on the connection's loop, by its tick, between OnOpen and
-// OnClose, and must not block. It returns whether it is done with this
+// quiet: it has completed no frame for QuietTicks of its loop's ticks
+// (about a second at the default tick; less when a time limit under two
+// seconds makes the ticks shorter, see Config). OnQuiet is called on the
+// connection's loop, by its tick, between OnOpen and OnClose — not for a
+// connection the peer has half-closed, nor once the server is shutting
+// down — and must not block. It returns whether it is done with this
 // quiet spell: true, and it is not called again for the connection until
 // it has completed another frame and gone quiet again; false, and it is
 // called again at the next tick.
