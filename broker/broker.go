@@ -167,6 +167,7 @@ type Broker struct {
 	perStream *actor.Props
 	onLoop    bool // run perStream on the event loops
 	lazy      bool // spawn a stream's actors at its first frame
+	release   bool // stop a quiet stream's actors, spawn them again at its next frame
 	serving   bool
 	stopOnce  sync.Once
 	stopErr   error
@@ -358,7 +359,7 @@ func (b *Broker) leaveCluster(ctx context.Context) error {
 // and shuts down; Serve returns ErrAppStopped.
 func (b *Broker) Handle(props *actor.Props) {
 	b.mu.Lock()
-	b.shared, b.perStream, b.onLoop, b.lazy = props, nil, false, false
+	b.shared, b.perStream, b.onLoop, b.lazy, b.release = props, nil, false, false, false
 	b.mu.Unlock()
 }
 
@@ -374,14 +375,14 @@ func (b *Broker) HandlePerStream(props *actor.Props, opts ...HandleOption) {
 		opt(&o)
 	}
 	b.mu.Lock()
-	b.shared, b.perStream, b.onLoop, b.lazy = nil, props, o.onLoop, o.lazy
+	b.shared, b.perStream, b.onLoop, b.lazy, b.release = nil, props, o.onLoop, o.lazy, o.release
 	b.mu.Unlock()
 }
 
 // A HandleOption adjusts how HandlePerStream runs the application.
 type HandleOption func(*handleOptions)
 
-type handleOptions struct{ onLoop, lazy bool }
+type handleOptions struct{ onLoop, lazy, release bool }
 
 // OnEventLoop runs each stream's application actor on that stream's event
 // loop, where its connection actor runs, instead of on the pool of worker
@@ -405,6 +406,45 @@ func OnEventLoop() HandleOption { return func(o *handleOptions) { o.onLoop = tru
 // applications that do nothing on Connected; the built-in Echo, Broadcast
 // and PubSub are such, and the broker binary runs them so.
 func SpawnOnFirstFrame() HandleOption { return func(o *handleOptions) { o.lazy = true } }
+
+// ReleaseWhenQuiet stops a stream's actors — its connection actor and its
+// application actor — once the stream has gone quiet, and makes them
+// again at its next frame, as SpawnOnFirstFrame makes them at the first:
+// the new application actor hears Connected, then that frame's Received.
+// A connection that spoke once and went idle then holds what one that
+// never spoke does: with SpawnOnFirstFrame, no actor at all. (What its
+// actors held is garbage from then on, and the process's RSS drops only
+// once a garbage collection has run.)
+//
+// Quiet is: no frame from the stream for about a second (four of the
+// event loops' ticks, which a Config.WriteTimeout, FrameTimeout or
+// IdleTimeout under two seconds makes shorter), every frame handed to the
+// actors handled, no telemetry request waiting for its span, reading not
+// paused, and the credential, if the broker authenticates, accepted. No
+// frame is lost, reordered or handed to a stopping actor: the event loop
+// that reads the stream decides the release, and every frame after it
+// goes, in order, to the new actors.
+//
+// What survives a release is the stream's: its *Stream and ID, its
+// values (Stream.SetValue), its groups, its identity, and broadcasts to
+// it, which never pass through its actors. What goes is the actor's: its
+// fields and its PID — the contract of a restart, but for the new
+// instance hearing Connected where a restarted one hears Restarted. A
+// stream that closes while released has its application actor made once
+// more to hear Closed (Closed alone, no Connected before it), so every
+// stream that spoke is heard closing, and Closed can read its values. A
+// stream that never spoke is never heard of, as under SpawnOnFirstFrame.
+//
+// So use it only with handlers that keep no state in the actor and that
+// no other actor sends messages to (a message to a released actor's PID
+// is a dead letter); the built-in Echo, Broadcast and PubSub are such,
+// and the broker binary runs them so, with SpawnOnFirstFrame. Connected
+// comes each time the actors are made, so it marks an actor's start, not
+// the stream's. A released actor hears protoactor's Stopping and Stopped
+// as it stops, which may be while the new one handles the stream's next
+// frame on another goroutine. Stats().Actors.StreamsReleased counts the
+// releases.
+func ReleaseWhenQuiet() HandleOption { return func(o *handleOptions) { o.release = true } }
 
 // Addr is the address the broker listens on.
 func (b *Broker) Addr() net.Addr { return b.srv.Addr() }
@@ -442,13 +482,16 @@ func (b *Broker) Serve(ctx context.Context) error {
 		return errors.New("broker: Serve called twice")
 	}
 	b.serving = true
-	shared, perStream, onLoop, lazy := b.shared, b.perStream, b.onLoop, b.lazy
+	shared, perStream, onLoop, lazy, release := b.shared, b.perStream, b.onLoop, b.lazy, b.release
 	b.mu.Unlock()
 	if shared == nil && perStream == nil {
 		return errors.New("broker: no application: call Handle or HandlePerStream before Serve")
 	}
 	if lazy {
 		b.rt.SpawnOnFirstFrame()
+	}
+	if release {
+		b.rt.ReleaseWhenQuiet()
 	}
 	if err := b.rt.Start(shared, perStream, onLoop); err != nil {
 		return fmt.Errorf("broker: %w", err)

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -11,9 +12,27 @@ import (
 
 // Messages between the runtime and a connection actor.
 type (
-	started struct{ stream *Stream }
-	closed  struct{ reason error }
+	started struct {
+		stream *Stream
+		// again: the stream had actors before, released while it was
+		// quiet (ReleaseWhenQuiet); it was authenticated then, so this
+		// actor starts the application at once. forClose: made only to
+		// tell the application the stream closed, so no Connected.
+		again, forClose bool
+	}
+	closed struct{ reason error }
+	// release asks the connection actor of a quiet stream to stop, with
+	// its application actor; the loop has let go of it, and sends it
+	// nothing more.
+	release struct{}
 )
+
+// releaseApp asks a per-stream application actor to stop because its
+// stream went quiet. appMiddleware takes it, sets done and stops the
+// actor; the application never sees it. An actor that stopped on its
+// own first never gets to it, so done tells its connection actor, when
+// it hears the child terminated, which of the two stops it was.
+type releaseApp struct{ done atomic.Bool }
 
 // connActor is one stream's connection actor. It receives each read's
 // frames in one message, answers telemetry requests through the telemetry
@@ -24,6 +43,7 @@ type connActor struct {
 	s       *Stream
 	app     *actor.PID
 	closing bool
+	rel     *releaseApp // sent to app when the stream went quiet; nil until then
 
 	// Authentication: until the credential is accepted, the frames that
 	// came with it, and any read already on its way, wait in held, the
@@ -44,13 +64,13 @@ func (a *connActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *started:
 		a.s = m.stream
-		if a.rt.auth == nil {
+		if a.rt.auth == nil || m.again {
 			a.authed = true
-			if st := a.s.conn.TLS(); st != nil && len(st.VerifiedChains) > 0 {
+			if st := a.s.conn.TLS(); !m.again && st != nil && len(st.VerifiedChains) > 0 {
 				// Mutual TLS and nothing else: the certificate says who.
 				a.s.identity.Store(&Identity{Name: st.PeerCertificates[0].Subject.String(), Publish: true})
 			}
-			a.startApp(ctx)
+			a.startApp(ctx, !m.forClose)
 			return
 		}
 		// The first frame is the credential: it waits for it, under the
@@ -80,19 +100,35 @@ func (a *connActor) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Stop(ctx.Self())
+	case *release:
+		// Every frame handed to the application has been handled (the
+		// loop checked), and no more will come this way: the next frame
+		// makes new actors. The application stops when it reaches
+		// releaseApp; this actor when it hears so.
+		a.rel = &releaseApp{}
+		if a.app == nil || !a.rt.perStream {
+			ctx.Stop(ctx.Self())
+			return
+		}
+		ctx.Send(a.app, a.rel)
 	case *actor.Terminated:
 		if a.app == nil || !m.Who.Equal(a.app) {
 			return
 		}
-		if a.closing {
+		if a.closing || a.rel != nil && a.rel.done.Load() {
 			ctx.Stop(ctx.Self())
 			return
 		}
 		// The application actor stopped on its own. Frames sent to it
 		// since are lost with it; the stream closes, and this actor stops
-		// when it hears of the close.
+		// when it hears of the close — or now, if the stream was being
+		// released: the loop sends it nothing more.
 		a.app, a.appBox = nil, nil
+		a.s.appStopped.Store(true)
 		a.s.Close(ErrAppStopped)
+		if a.rel != nil {
+			ctx.Stop(ctx.Self())
+		}
 	}
 }
 
@@ -159,7 +195,7 @@ func (a *connActor) authenticated(ctx actor.Context, m *authDone) {
 	a.s.conn.ClearDeadline()
 	a.s.identity.Store(m.id)
 	_ = a.s.conn.Send(authAccepted(m.id))
-	a.startApp(ctx)
+	a.startApp(ctx, true)
 	held := a.held
 	a.held = nil
 	for _, h := range held {
@@ -168,9 +204,9 @@ func (a *connActor) authenticated(ctx actor.Context, m *authDone) {
 	a.s.setPause(pauseAuth, false)
 }
 
-// startApp gives the stream its application actor and tells it the
-// stream is connected.
-func (a *connActor) startApp(ctx actor.Context) {
+// startApp gives the stream its application actor and, with connected,
+// tells it the stream is connected.
+func (a *connActor) startApp(ctx actor.Context, connected bool) {
 	a.app = a.rt.sharedPID
 	if a.rt.perStream {
 		var pid *actor.PID
@@ -196,7 +232,10 @@ func (a *connActor) startApp(ctx actor.Context) {
 		}
 		a.app = pid
 	}
-	ctx.Send(a.app, &Connected{Stream: a.s, Streams: a.s.list})
+	if connected {
+		ctx.Send(a.app, &Connected{Stream: a.s, Streams: a.s.list})
+	}
+	a.s.ready.Store(true)
 }
 
 // forward hands the frames of d from index from on: telemetry requests

@@ -27,6 +27,16 @@
 // in the order sent, and the frames one actor sends to a stream are
 // written in the order sent.
 //
+// A stream's actors (its connection actor, and its own application actor
+// per stream) cost some 2.4 KB of protoactor state. With
+// SpawnOnFirstFrame they are made at the stream's first frame, so a
+// stream that never speaks has none; with ReleaseWhenQuiet they are
+// stopped once the stream has gone quiet and made again at its next
+// frame, so one that spoke and went idle has none either. Both are for
+// handlers that do nothing on Connected and keep no state in the actor
+// (values and groups are the stream's, and stay); the broker binary runs
+// its built-in applications with both.
+//
 // On the event loop, what a handler broadcasts while it handles one read's
 // frames is queued to each stream in one piece when it is done — one
 // append and one write per stream for the read, not one per frame — which

@@ -11,10 +11,12 @@ import (
 	"github.com/hydrogen-mq/hydrogen/internal/benchproc"
 )
 
-// serveEchoQuiet and serveEchoEager are the broker the binary runs with
-// --app echo, with and without SpawnOnFirstFrame, for
-// BenchmarkIdleConnections.
-func serveEchoQuiet() (string, error) { return serveEcho(broker.SpawnOnFirstFrame()) }
+// serveEchoQuiet is the broker the binary runs with --app echo
+// (SpawnOnFirstFrame and ReleaseWhenQuiet), serveEchoEager the same with
+// neither, for BenchmarkIdleConnections.
+func serveEchoQuiet() (string, error) {
+	return serveEcho(broker.SpawnOnFirstFrame(), broker.ReleaseWhenQuiet())
+}
 func serveEchoEager() (string, error) { return serveEcho() }
 
 func serveEcho(opts ...broker.HandleOption) (string, error) {
@@ -30,9 +32,10 @@ func serveEcho(opts ...broker.HandleOption) (string, error) {
 // BenchmarkIdleConnections: the server's RSS per idle connection, each
 // server in a process of its own, 5,000 connections that never sent a
 // frame ("silent") or that each did one round trip first ("spoke"). The
-// broker runs with its actors made at the first frame (the binary's way,
-// "broker-lazy") and at the open ("broker-eager"); the baseline is a
-// goroutine per connection. One op is one such set.
+// broker runs with its actors made at the first frame and stopped once
+// the stream is quiet (the binary's way, "broker-lazy") and made at the
+// open and kept ("broker-eager"); the baseline is a goroutine per
+// connection. One op is one such set.
 func BenchmarkIdleConnections(b *testing.B) {
 	const n = 5000
 	for _, server := range []string{"baseline", "broker-eager", "broker-lazy"} {

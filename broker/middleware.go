@@ -31,6 +31,13 @@ func (r *actorRuntime) appMiddleware(next actor.ReceiverFunc) actor.ReceiverFunc
 		case *Closed:
 			// The values go once the application has heard of the close.
 			defer m.Stream.clearValues()
+		case *releaseApp:
+			// Its stream went quiet (ReleaseWhenQuiet): the actor stops,
+			// and the application is not told. Reaching this message
+			// proves it had not stopped on its own first.
+			m.done.Store(true)
+			ctx.ActorSystem().Root.Stop(ctx.Self())
+			return
 		}
 		rec, _ := env.Message.(*Received)
 		defer func() {
@@ -66,10 +73,13 @@ func (r *actorRuntime) appMiddleware(next actor.ReceiverFunc) actor.ReceiverFunc
 func (r *actorRuntime) tellRestarted(ctx actor.ReceiverContext, next actor.ReceiverFunc) {
 	msg := &Restarted{Streams: r.streams}
 	if r.perStream {
-		// A per-stream application is named "conn-ID/app".
+		// A per-stream application is named "conn-ID/app", or
+		// "conn-ID.N/app" once its stream's actors have been made again
+		// (spawnConn).
 		id, ok := strings.CutPrefix(ctx.Self().Id, "conn-")
 		if ok {
 			id, _, _ = strings.Cut(id, "/")
+			id, _, _ = strings.Cut(id, ".")
 		}
 		n, err := strconv.ParseUint(id, 10, 64)
 		s := r.streams.Get(n)

@@ -78,6 +78,7 @@ type actorRuntime struct {
 	perStream bool
 	onLoop    bool // per-stream application actors run on the event loop
 	lazy      bool // a stream's actors are made at its first frame (SpawnOnFirstFrame)
+	release   bool // a quiet stream's actors are stopped, and made again at its next frame (ReleaseWhenQuiet)
 
 	// An on-loop application's mailbox is made by newAppBox while a
 	// connection actor spawns the application under spawnMu: spawning
@@ -98,6 +99,7 @@ type actorRuntime struct {
 	restarts     actors.RestartAlways // the application actors' supervisor strategy, counting
 	authFailures atomic.Uint64
 	refused      atomic.Uint64
+	releases     atomic.Uint64
 	panicLog     actors.RateLimit
 	authLog      actors.RateLimit
 	stopped      atomic.Bool
@@ -113,6 +115,42 @@ type ActorStats struct {
 	TelemetryWaiting  int64  // 0x0D requests waiting for their span now
 	AuthFailures      uint64 // credentials refused (timeouts are netpoll's ClosedHandshake)
 	FramesRefused     uint64 // frames answered with Stream.Refuse
+	StreamsReleased   uint64 // times a quiet stream's actors were stopped (ReleaseWhenQuiet)
+}
+
+// registryMaps is how many concurrent maps the actor system's process
+// registry is spread over (shrinkRegistry), each of 32 locked shards.
+const registryMaps = 32
+
+// shrinkRegistry spreads the process registry over n concurrent maps
+// instead of protoactor's 1,024. Those are 32,768 Go maps in all (1,024
+// of 32 shards), and a Go map never gives back the memory it grew: each
+// one an actor's name ever hashed to keeps a 288-byte group, whether or
+// not any actor lives there now. Streams whose actors come and go
+// (SpawnOnFirstFrame, ReleaseWhenQuiet) touch nearly all of them, 9.4 MB
+// for nothing, and the empty ones cost 2.8 MB from the start; 32 × 32
+// maps hold what the actors alive at the busiest moment need, behind
+// 1,024 locks still. Call it before anything is spawned but protoactor's
+// own: what is registered already moves over.
+func shrinkRegistry(reg *actor.ProcessRegistryValue, n int) {
+	old := reg.LocalPIDs.LocalPIDs
+	if len(old) <= n {
+		return
+	}
+	procs := map[string]any{}
+	for i, m := range old {
+		var ids []string
+		m.IterCb(func(id string, p any) { procs[id], ids = p, append(ids, id) })
+		if i < n { // kept, emptied: each name goes where n maps put it
+			for _, id := range ids {
+				m.Remove(id)
+			}
+		}
+	}
+	reg.LocalPIDs = &actor.SliceMap{LocalPIDs: append(old[:0:0], old[:n]...)} // a copy: the others go
+	for id, p := range procs {
+		reg.LocalPIDs.GetBucket(id).Set(id, p)
+	}
 }
 
 // newRuntime starts the actor system and the telemetry actor; Start adds
@@ -155,6 +193,7 @@ func newRuntime(cfg runtimeConfig) (*actorRuntime, error) {
 	r.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(actors.QuietHandler(cfg.Logger.Handler())).With("component", "protoactor")
 	}))
+	shrinkRegistry(r.system.ProcessRegistry, registryMaps)
 
 	// Mailboxes handle up to 300 messages before yielding, protoactor's
 	// default. As many workers as cores stay awake under load; blocked
@@ -267,6 +306,7 @@ func (r *actorRuntime) Stats() ActorStats {
 		TelemetryWaiting:  r.telem.Waiting(),
 		AuthFailures:      r.authFailures.Load(),
 		FramesRefused:     r.refused.Load(),
+		StreamsReleased:   r.releases.Load(),
 	}
 }
 
@@ -338,6 +378,24 @@ func (r *actorRuntime) newAppBox() actor.Mailbox {
 // before Start.
 func (r *actorRuntime) SpawnOnFirstFrame() { r.lazy = true }
 
+// ReleaseWhenQuiet stops a per-stream application's actors (the
+// stream's connection actor and its application actor) once the stream
+// has gone quiet, and makes them again at its next frame, as
+// SpawnOnFirstFrame makes them at the first. Call it before Start.
+//
+// Quiet is the loop's (netpoll.QuietHandler, OnQuiet): no frame
+// completed for netpoll.QuietTicks ticks. Then, on the stream's loop, the
+// actors are released if they have nothing to do: every frame handed to
+// them handled, no telemetry span waiting, reading not paused, the
+// credential (if any) accepted. Frames reach the actors only from that
+// loop (OnFrames), so none can arrive while it decides; once it has let
+// go of the connection actor it sends it nothing more, and the next
+// frame goes to actors made for it, under a new name (spawnConn). The
+// released actors stop behind whatever their mailboxes still hold: the
+// connection actor hands the application releaseApp, which
+// appMiddleware takes and stops on.
+func (r *actorRuntime) ReleaseWhenQuiet() { r.release = true }
+
 // OnOpen implements netpoll.Handler: it registers the stream and, unless
 // its actors wait for its first frame, spawns its connection actor.
 func (r *actorRuntime) OnOpen(c *netpoll.Conn) {
@@ -360,25 +418,34 @@ func (r *actorRuntime) OnOpen(c *netpoll.Conn) {
 		c.SetDeadline(r.cfg.AuthTimeout, authFailure(errAuthTimeout))
 	}
 	if !r.lazy {
-		r.spawnConn(s)
+		r.spawnConn(s, false)
 	}
 }
 
-// spawnConn spawns s's connection actor, once; it reports whether s has
-// one.
-func (r *actorRuntime) spawnConn(s *Stream) bool {
+// spawnConn spawns s's connection actor, once per generation: once, or
+// again after its actors were released; it reports whether s has one.
+// forClose makes it only to tell the application that s closed. The
+// first is named conn-ID and those after it conn-ID.N, so that a new one
+// never waits for the name of one still stopping.
+func (r *actorRuntime) spawnConn(s *Stream, forClose bool) bool {
 	if s.spawned {
 		return s.connPID != nil
 	}
 	s.spawned = true
-	pid, err := r.system.Root.SpawnNamed(r.connProps, "conn-"+strconv.FormatUint(s.ID(), 10))
+	name := "conn-" + strconv.FormatUint(s.ID(), 10)
+	if s.gen > 0 {
+		name += "." + strconv.FormatUint(uint64(s.gen), 10)
+	}
+	s.gen++
+	pid, err := r.system.Root.SpawnNamed(r.connProps, name)
 	if err != nil {
 		r.log.Error("spawning a connection actor", "stream", s.ID(), "err", err)
 		s.conn.Close(err)
 		return false
 	}
 	s.connPID = pid
-	r.system.Root.Send(pid, &started{stream: s})
+	r.system.Root.Send(pid, &started{stream: s, again: s.released, forClose: forClose})
+	s.released = false
 	return true
 }
 
@@ -386,7 +453,7 @@ func (r *actorRuntime) spawnConn(s *Stream) bool {
 // carries every frame of the read.
 func (r *actorRuntime) OnFrames(c *netpoll.Conn, b *netpoll.Batch) {
 	s := c.Value().(*Stream)
-	if s.connPID == nil && !(r.lazy && r.spawnConn(s)) {
+	if s.connPID == nil && !((r.lazy || r.release) && r.spawnConn(s, false)) {
 		b.Release()
 		return
 	}
@@ -394,13 +461,40 @@ func (r *actorRuntime) OnFrames(c *netpoll.Conn, b *netpoll.Batch) {
 	r.system.Root.Send(s.connPID, newDelivery(s, b))
 }
 
+// OnQuiet implements netpoll.QuietHandler: with ReleaseWhenQuiet, the
+// actors of a quiet stream that have nothing to do are stopped. It runs
+// on the stream's loop, as OnFrames does. It reports false, to be asked
+// again at the next tick, while the actors still have something to do.
+func (r *actorRuntime) OnQuiet(c *netpoll.Conn) bool {
+	if !r.release || !r.perStream {
+		return true
+	}
+	s := c.Value().(*Stream)
+	if s.connPID == nil || s.appStopped.Load() {
+		return true // no actors, or closing with ErrAppStopped
+	}
+	if !s.ready.Load() || s.pending.Load() != 0 || s.telem.Load() != 0 || s.readPaused() {
+		return false
+	}
+	pid := s.connPID
+	s.connPID, s.spawned, s.released = nil, false, true
+	s.ready.Store(false)
+	r.releases.Add(1)
+	r.system.Root.Send(pid, &release{})
+	return true
+}
+
 // OnClose implements netpoll.Handler: the stream leaves the list at once,
 // so broadcasts skip it, and its connection actor tells the application
-// and stops.
+// and stops. A stream whose actors were released while quiet has them
+// made once more, for the application to hear Closed.
 func (r *actorRuntime) OnClose(c *netpoll.Conn, err error) {
 	s := c.Value().(*Stream)
 	r.streams.set.remove(s)
 	s.leaveAll()
+	if s.connPID == nil && s.released && !s.appStopped.Load() {
+		r.spawnConn(s, true)
+	}
 	if s.connPID != nil {
 		r.system.Root.Send(s.connPID, &closed{reason: err})
 	}

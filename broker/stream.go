@@ -20,9 +20,17 @@ type Stream struct {
 	id   uint64      // the connection's ID, kept here for the StreamList's index
 	rt   *actorRuntime
 
-	connPID *actor.PID // the connection actor
-	spawned bool       // spawning connPID was tried; on the stream's loop only
-	appPID  *actor.PID // the application actor frames go to
+	connPID  *actor.PID // the connection actor; nil before the first frame (SpawnOnFirstFrame) and once released (ReleaseWhenQuiet)
+	spawned  bool       // spawning connPID was tried; on the stream's loop only
+	released bool       // its actors were released while quiet and not made again; on the loop only
+	// ready: its connection actor has started its application (the
+	// credential, if any, accepted), and appStopped: its per-stream
+	// application stopped on its own. Set by the connection actor, read
+	// by the loop, which releases only a ready stream's actors.
+	ready      atomic.Bool
+	appStopped atomic.Bool
+	gen        uint32     // connection actors made for it, which names each (spawnConn); on the loop only
+	appPID     *actor.PID // the application actor frames go to
 
 	shard int // index of the StreamList shard holding it
 	slot  int // position in that shard, guarded by the shard's lock
@@ -195,6 +203,14 @@ func (p *telemetryPeer) Settle() { p.conn.Settle() }
 
 // Waiting implements actors.TelemetryPeer.
 func (p *telemetryPeer) Waiting() *atomic.Int32 { return &p.telem }
+
+// readPaused reports whether reading s is paused: the application is
+// behind, or the credential is being checked.
+func (s *Stream) readPaused() bool {
+	s.flowMu.Lock()
+	defer s.flowMu.Unlock()
+	return s.paused != 0
+}
 
 // framesDone counts n frames handled (a read's, all of them): reading
 // resumes once the backlog has halved from the bound that paused it.

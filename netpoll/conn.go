@@ -37,6 +37,7 @@ type Conn struct {
 	readStalled  bool   // flow-control stall applied to mask
 	readClosed   bool   // peer half-closed; waiting for replies to drain
 	done         bool   // the loop closed the fd and reported OnClose
+	quietTold    bool   // a QuietHandler is done with the quiet since lastFrame
 	lastFrame    int64  // loop clock when a frame was last completed, for the idle timeout
 	partialSince int64  // loop clock when the frame now incomplete began; 0 if none
 	blockedSince int64  // loop clock since when the queue has waited for EPOLLOUT without progress; 0 if not waiting

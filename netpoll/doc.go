@@ -58,7 +58,10 @@
 // connection that completes no frame for Config.IdleTimeout is idle; TCP
 // keepalive (Config.TCPKeepAlive) finds peers that vanished. A peer that
 // half-closes gets every reply to what it sent, those the layer above
-// owes it (Owe, Settle) included, then the close.
+// owes it (Owe, Settle) included, then the close. A Handler that is also
+// a QuietHandler hears, from the same tick, of each connection that has
+// completed no frame for QuietTicks ticks, so that it can let go of what
+// it holds for it.
 //
 // Limits: the layer above can PauseRead a connection for inbound
 // backpressure. Config.MaxConns bounds open connections and

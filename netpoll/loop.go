@@ -36,6 +36,7 @@ type loop struct {
 	srv     *Server
 	p       *poller
 	handler Handler
+	quiet   QuietHandler // handler, if it wants to hear of quiet connections; else nil
 	log     *slog.Logger
 	stats   counters
 
@@ -330,7 +331,7 @@ func (l *loop) deliver(c *Conn, data []byte) {
 	}
 	l.trackPartial(c, b != nil)
 	if b != nil {
-		c.lastFrame = l.now
+		c.lastFrame, c.quietTold = l.now, false
 		l.stats.msgRecv.Add(uint64(len(b.Frames)))
 		l.stats.bytesRecv.Add(payload)
 		c.inflight.Add(1)
@@ -707,7 +708,8 @@ func (l *loop) closeListener() {
 }
 
 // tick enforces the time limits: write deadlines, idle and frame
-// timeouts, and the linger of half-closed connections.
+// timeouts, and the linger of half-closed connections; it gives idle
+// queues' buffers back, and tells a QuietHandler of quiet connections.
 func (l *loop) tick() {
 	l.nextTick = l.now + l.tickEvery
 	l.expireLingering(false)
@@ -772,6 +774,10 @@ func (l *loop) tick() {
 			l.close(c, fmt.Errorf("%w: %d bytes of it after %v", ErrFrameTimeout, c.dec.Buffered(), time.Duration(l.frameTimeout)), reasonFrame)
 		case reading && l.idleTimeout > 0 && l.now-c.lastFrame > l.idleTimeout:
 			l.close(c, ErrIdle, reasonIdle)
+		}
+		if l.quiet != nil && !c.quietTold && !c.done && c.opened && !c.readClosed && !l.quiesced &&
+			l.now-c.lastFrame >= quietTicks*l.tickEvery {
+			c.quietTold = l.quiet.OnQuiet(c)
 		}
 	}
 }

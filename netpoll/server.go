@@ -30,6 +30,26 @@ type Handler interface {
 	OnClose(c *Conn, err error)
 }
 
+// A QuietHandler is a Handler that is also told when a connection goes
+// quiet: it has completed no frame for QuietTicks of its loop's ticks
+// (about a second at the default tick; less when a time limit under two
+// seconds makes the ticks shorter, see Config). OnQuiet is called on the
+// connection's loop, by its tick, between OnOpen and OnClose — not for a
+// connection the peer has half-closed, nor once the server is shutting
+// down — and must not block. It returns whether it is done with this
+// quiet spell: true, and it is not called again for the connection until
+// it has completed another frame and gone quiet again; false, and it is
+// called again at the next tick.
+type QuietHandler interface {
+	Handler
+	OnQuiet(c *Conn) bool
+}
+
+// QuietTicks is how many ticks a connection must complete no frame before
+// a QuietHandler hears that it is quiet. It is also how long an empty
+// queue keeps its buffers (Conn's outbound arena).
+const QuietTicks = quietTicks
+
 // Config configures a Server. The zero value of each field means the
 // default in its comment.
 type Config struct {
@@ -236,11 +256,13 @@ func Listen(cfg Config, h Handler) (*Server, error) {
 			closeAll()
 			return nil, err
 		}
+		quiet, _ := h.(QuietHandler)
 		s.loops = append(s.loops, &loop{
 			idx:          i,
 			srv:          s,
 			p:            p,
 			handler:      h,
+			quiet:        quiet,
 			log:          cfg.Logger,
 			maxPending:   int64(cfg.MaxPending),
 			stallMark:    int64(cfg.MaxPending) / 4 * 3,

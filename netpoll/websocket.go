@@ -277,7 +277,7 @@ func (l *loop) wsFrames(c *Conn, data []byte) {
 	}
 	l.trackWS(c)
 	if b != nil {
-		c.lastFrame = l.now
+		c.lastFrame, c.quietTold = l.now, false
 		l.stats.msgRecv.Add(uint64(len(b.Frames)))
 		l.stats.bytesRecv.Add(payload)
 		c.inflight.Add(1)

@@ -39,7 +39,8 @@ var servers = []server{
 }
 
 // serveBroker starts the broker as the binary runs it: app per stream, on
-// the event loops, a stream's actors made at its first frame.
+// the event loops, a stream's actors made at its first frame and stopped
+// again once it has gone quiet.
 //
 // Nothing needs raising for BenchmarkIdleConns's 19,000 connections from
 // 127.0.0.1: Config.MaxConns and Config.MaxConnsPerIP default to 0, no
@@ -52,7 +53,7 @@ func serveBroker(app func() *actor.Props) func() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		b.HandlePerStream(app(), broker.OnEventLoop(), broker.SpawnOnFirstFrame())
+		b.HandlePerStream(app(), broker.OnEventLoop(), broker.SpawnOnFirstFrame(), broker.ReleaseWhenQuiet())
 		go func() {
 			// Serve returns only if it fails: nothing stops it in a
 			// child, which ends by exiting.

@@ -44,8 +44,9 @@ var wsServers = []wsServer{
 
 // serveBrokerWS starts the broker as `broker serve --app echo --ws-addr`
 // runs it: Echo per stream on the event loops, a stream's actors made at
-// its first frame, the WebSocket listener beside the TCP one, defaults
-// otherwise. The child reports the WebSocket address.
+// its first frame and stopped again once it has gone quiet, the WebSocket
+// listener beside the TCP one, defaults otherwise. The child reports the
+// WebSocket address.
 func serveBrokerWS() (string, error) {
 	b, err := broker.New(broker.Config{
 		Addr: "127.0.0.1:0", WebSocketAddr: "127.0.0.1:0",
@@ -54,7 +55,7 @@ func serveBrokerWS() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b.HandlePerStream(broker.Echo(), broker.OnEventLoop(), broker.SpawnOnFirstFrame())
+	b.HandlePerStream(broker.Echo(), broker.OnEventLoop(), broker.SpawnOnFirstFrame(), broker.ReleaseWhenQuiet())
 	go func() {
 		err := b.Serve(context.Background())
 		fmt.Fprintf(os.Stderr, "broker: Serve returned: %v\n", err)

@@ -260,9 +260,11 @@ func serve(args []string, stdout, stderr io.Writer, notify func(c chan<- os.Sign
 		log.Error("cannot start", "err", err)
 		return exitError
 	}
-	// The built-in applications do nothing on Connected: a stream's
-	// actors wait for its first frame, and quiet streams stay small.
-	b.HandlePerStream(app, broker.OnEventLoop(), broker.SpawnOnFirstFrame())
+	// The built-in applications do nothing on Connected and keep no
+	// state in the actor: a stream's actors wait for its first frame and
+	// are stopped again once it has gone quiet, so quiet streams stay
+	// small whether or not they ever spoke.
+	b.HandlePerStream(app, broker.OnEventLoop(), broker.SpawnOnFirstFrame(), broker.ReleaseWhenQuiet())
 	stopMemLimit := limitHeap(b, int64(f.maxMemory), log)
 	defer stopMemLimit()
 
