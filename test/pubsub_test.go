@@ -86,14 +86,10 @@ func TestPubSubBinary(t *testing.T) {
 	}
 }
 
-// TestPubSubCluster runs `--app pubsub` on a cluster of three brokers:
-// two publishers, on the first and the second node, interleave numbered
-// PUBs on one topic; its subscribers on every node (the first publisher
-// among them) get each PUB exactly once and each publisher's in order; a
-// subscriber of another topic, and a client subscribed to nothing, on
-// the node with no publisher get none. A topic's frames go to the other
-// nodes as a group's, not to every stream.
-func TestPubSubCluster(t *testing.T) {
+// psCluster starts three brokers running `--app pubsub` as a cluster and
+// waits until they are OK; not with -short.
+func psCluster(t *testing.T) []*clNode {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("three brokers forming a cluster: seconds")
 	}
@@ -103,6 +99,18 @@ func TestPubSubCluster(t *testing.T) {
 		nodes[i] = clStart(t, addrs[i], addrs, "--app", "pubsub")
 	}
 	clWaitOK(t, nodes, 30*time.Second)
+	return nodes
+}
+
+// TestPubSubCluster runs `--app pubsub` on a cluster of three brokers:
+// two publishers, on the first and the second node, interleave numbered
+// PUBs on one topic; its subscribers on every node (the first publisher
+// among them) get each PUB exactly once and each publisher's in order; a
+// subscriber of another topic, and a client subscribed to nothing, on
+// the node with no publisher get none. A topic's frames go to the other
+// nodes as a group's, not to every stream.
+func TestPubSubCluster(t *testing.T) {
+	nodes := psCluster(t)
 
 	pubs := []*client.Client{dial(t, nodes[0].Addr), dial(t, nodes[1].Addr)}
 	subs := []*client.Client{pubs[0], dial(t, nodes[0].Addr), dial(t, nodes[1].Addr), dial(t, nodes[2].Addr), dial(t, nodes[2].Addr)}
@@ -138,15 +146,7 @@ func TestPubSubCluster(t *testing.T) {
 // frames: the publishing node counts them spared, and the node receives
 // nothing from the cluster.
 func TestPubSubClusterTopicsGoWhereSubscribed(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three brokers forming a cluster: seconds")
-	}
-	addrs := []string{testnet.ClusterAddr(t), testnet.ClusterAddr(t), testnet.ClusterAddr(t)}
-	nodes := make([]*clNode, 3)
-	for i := range nodes {
-		nodes[i] = clStart(t, addrs[i], addrs, "--app", "pubsub")
-	}
-	clWaitOK(t, nodes, 30*time.Second)
+	nodes := psCluster(t)
 	const late = `hydrogen_cluster_interest_late_total{cluster="e2e"}`
 	sub, pubs := dial(t, nodes[0].Addr), []*client.Client{dial(t, nodes[1].Addr), dial(t, nodes[2].Addr)}
 	for i := range 30 {
@@ -200,16 +200,8 @@ func TestPubSubClusterTopicsGoWhereSubscribed(t *testing.T) {
 // the rejoined node reaches the subscriber on both topics: what the nodes
 // told each other's former memberships is not taken for what they know.
 func TestPubSubClusterAfterRejoin(t *testing.T) {
-	if testing.Short() {
-		t.Skip("stops a node of a cluster past DeadAfter: seconds")
-	}
-	addrs := []string{testnet.ClusterAddr(t), testnet.ClusterAddr(t), testnet.ClusterAddr(t)}
-	nodes := make([]*clNode, 3)
-	for i := range nodes {
-		nodes[i] = clStart(t, addrs[i], addrs, "--app", "pubsub")
-	}
+	nodes := psCluster(t)
 	t.Cleanup(func() { nodes[1].Cmd.Process.Signal(syscall.SIGCONT) })
-	clWaitOK(t, nodes, 30*time.Second)
 	sub, pub := dial(t, nodes[0].Addr), dial(t, nodes[1].Addr)
 	if a, _ := psCmd(t, sub, "SUB before"); a != "+OK" {
 		t.Fatalf("SUB: %q", a)
