@@ -566,15 +566,56 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 // Stats are the broker's counters, the same ones the telemetry reply and
 // the metrics endpoint report.
 type Stats struct {
-	IO     netpoll.Stats // frames, bytes and connections
-	Actors ActorStats    // handler panics and telemetry requests
+	IO     IOStats    // frames, bytes and connections
+	Actors ActorStats // handler panics and telemetry requests
 	UpTime time.Duration
+}
+
+// IOStats are the event loops' counters. Totals count since the broker
+// started. Bytes are payload bytes, not frame bytes, as the telemetry
+// reply defines them.
+type IOStats struct {
+	BytesRecv uint64 // payload bytes of frames received
+	MsgRecv   uint64 // frames received
+	BytesSent uint64 // payload bytes of frames handed to the kernel
+	MsgSent   uint64 // frames handed to the kernel
+
+	Accepted       uint64 // connections accepted (including ones refused at a limit)
+	Open           int64  // connections open now
+	PausedReads    int64  // connections whose reading is paused now (the application is behind, or a credential is being checked)
+	AcceptBackoffs uint64 // times accept backed off for lack of file descriptors
+
+	// Flow control and the memory budget.
+	ProducerStalls uint64 // times a connection's reading stalled because a queue it fed passed 3/4 of Config.MaxPending
+	StalledReads   int64  // connections whose reading is stalled so now
+	MemoryUsed     int64  // bytes counted against Config.MaxMemory now
+	MemoryLimit    int64  // Config.MaxMemory
+	MemoryStalls   uint64 // times the memory budget stalled every producer
+	MemoryStalled  bool   // the memory budget stalls every producer now
+
+	TLSHandshakes        uint64 // TLS handshakes completed
+	TLSHandshakeFailures uint64 // TLS handshakes that failed or timed out
+	WebSocketUpgrades    uint64 // WebSocket upgrades accepted
+	WebSocketRefused     uint64 // WebSocket upgrade requests refused (malformed, or an origin not allowed)
+
+	// Closed connections by reason (see the Err variables).
+	ClosedPeer      uint64 // ErrPeerClosed
+	ClosedReset     uint64 // ErrReset
+	ClosedProtocol  uint64 // ErrProtocol: protocol errors
+	ClosedSlow      uint64 // ErrSlowConsumer: slow consumers (those of the memory budget are ClosedMemory)
+	ClosedMemory    uint64 // ErrMemoryLimit: closed by the memory budget
+	ClosedIdle      uint64 // ErrIdle
+	ClosedFrame     uint64 // ErrFrameTimeout
+	ClosedHandshake uint64 // ErrHandshake: a TLS handshake or authentication that failed or timed out
+	ClosedLimit     uint64 // ErrLimit: refused at MaxConns or MaxConnsPerIP
+	ClosedShutdown  uint64 // ErrShutdown
+	ClosedLocal     uint64 // closed by the broker or an application with a reason of its own
 }
 
 // Stats reports the broker's counters now. It takes no lock on the frame
 // path.
 func (b *Broker) Stats() Stats {
-	return Stats{IO: b.srv.Stats(), Actors: b.rt.Stats(), UpTime: time.Since(b.start)}
+	return Stats{IO: IOStats(b.srv.Stats()), Actors: b.rt.Stats(), UpTime: time.Since(b.start)}
 }
 
 // StartTime is when the broker was created; up_time counts from it.
