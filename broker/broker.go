@@ -420,7 +420,9 @@ func SpawnOnFirstFrame() HandleOption { return func(o *handleOptions) { o.lazy =
 // event loops' ticks, which a Config.WriteTimeout, FrameTimeout or
 // IdleTimeout under two seconds makes shorter), every frame handed to the
 // actors handled, no telemetry request waiting for its span, reading not
-// paused, and the credential, if the broker authenticates, accepted. No
+// paused by the broker (inbound backpressure, a credential being
+// checked; flow-control stalls do not count), and the credential, if the
+// broker authenticates, accepted. No
 // frame is lost, reordered or handed to a stopping actor: the event loop
 // that reads the stream decides the release, and every frame after it
 // goes, in order, to the new actors.
@@ -432,8 +434,10 @@ func SpawnOnFirstFrame() HandleOption { return func(o *handleOptions) { o.lazy =
 // instance hearing Connected where a restarted one hears Restarted. A
 // stream that closes while released has its application actor made once
 // more to hear Closed (Closed alone, no Connected before it), so every
-// stream that spoke is heard closing, and Closed can read its values. A
-// stream that never spoke is never heard of, as under SpawnOnFirstFrame.
+// stream that spoke is heard closing, and Closed can read its values —
+// unless its application had stopped on its own (the stream closed with
+// ErrAppStopped) or the actor cannot be made (logged). A stream that
+// never spoke is never heard of, as under SpawnOnFirstFrame.
 //
 // So use it only with handlers that keep no state in the actor and that
 // no other actor sends messages to (a message to a released actor's PID

@@ -484,3 +484,64 @@ func TestReleasedStreamCostsWhatASilentOneDoes(t *testing.T) {
 		t.Errorf("a released stream holds %d bytes of live heap, a silent one %d: want at most 256 more", spoke, silent)
 	}
 }
+
+// TestReleaseWaitsForTheHandler: a stream whose handler is still at work
+// on a frame is not released, however long ago the frame came: its next
+// frame goes to the same actor, behind it, and the replies keep their
+// order. (Released while busy, the next frame would go to new actors and
+// be answered first.)
+func TestReleaseWaitsForTheHandler(t *testing.T) {
+	app := actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*broker.Received); ok {
+			if string(m.Payload) == "slow" {
+				time.Sleep(150 * time.Millisecond) // on a worker: it may block
+			}
+			_ = m.Stream.Send(m.Payload)
+		}
+	})
+	b := start(t, quietConfig(), app, true, broker.SpawnOnFirstFrame(), broker.ReleaseWhenQuiet())
+	for range 3 {
+		p := dial(t, b)
+		p.send([]byte("slow"))
+		time.Sleep(90 * time.Millisecond) // past the quiet time (40 ms), the handler still at work
+		p.send([]byte("next"))
+		for _, want := range []string{"slow", "next"} {
+			if got := string(p.next(5 * time.Second)); got != want {
+				t.Fatalf("got %q, want %q: the stream was released while its handler was busy", got, want)
+			}
+		}
+	}
+}
+
+// TestReleaseNeverSkipsTheCredential: a stream whose actors are made at
+// the open and that stays quiet before its first frame is not released
+// (its credential is not accepted yet): its first frame is still checked
+// as the credential. Released then, actors made again would take it for
+// an authenticated stream's.
+func TestReleaseNeverSkipsTheCredential(t *testing.T) {
+	cfg := quietConfig()
+	cfg.Authenticator = tokens(t, aliceToken+" alice\n")
+	b := start(t, cfg, broker.Echo(), true, broker.ReleaseWhenQuiet())
+	p := dial(t, b)
+	time.Sleep(200 * time.Millisecond) // five quiet times
+	p.send([]byte("not-the-token-0123456789"), []byte("must not arrive"))
+	if got := string(p.next(5 * time.Second)); got != `{"error":"auth: credential refused"}` {
+		t.Fatalf("a wrong credential after a quiet spell: answer %q", got)
+	}
+	p.expectEOF(5 * time.Second)
+	ok := dial(t, b)
+	time.Sleep(200 * time.Millisecond)
+	ok.send([]byte(aliceToken), []byte("hello"))
+	for _, want := range []string{"", "hello"} {
+		got := string(ok.next(5 * time.Second))
+		if want == "" {
+			if !strings.Contains(got, "alice") {
+				t.Fatalf("the right credential after a quiet spell: answer %q", got)
+			}
+			continue
+		}
+		if got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+}

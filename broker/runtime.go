@@ -473,6 +473,11 @@ func (r *actorRuntime) OnQuiet(c *netpoll.Conn) bool {
 	if s.connPID == nil || s.appStopped.Load() {
 		return true // no actors, or closing with ErrAppStopped
 	}
+	// ready: the application has been started, so the credential, if
+	// any, was accepted — actors made again after a release take the
+	// stream as authenticated, so one whose credential has not come must
+	// never be released. pending: a frame still being handled would be
+	// overtaken by the next, handed to new actors.
 	if !s.ready.Load() || s.pending.Load() != 0 || s.telem.Load() != 0 || s.readPaused() {
 		return false
 	}

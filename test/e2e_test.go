@@ -491,3 +491,22 @@ func cpuLines(t testing.TB) []int {
 	}
 	return cores
 }
+
+// TestQuietStreamsReleased: the binary releases the actors of a stream
+// that spoke and went quiet (about a second), counts it, and the stream's
+// next frame is echoed by actors made again.
+func TestQuietStreamsReleased(t *testing.T) {
+	b := relStart(t, "--app", "echo")
+	c := dial(t, b.Addr)
+	for round := range 2 {
+		if err := c.Send([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(recv(t, c)); got != "ping" {
+			t.Fatalf("round %d: echo %q", round, got)
+		}
+		waitFor(t, "the quiet stream released", 10*time.Second, func() bool {
+			return b.metric(t, "hydrogen_streams_released_total") == float64(round+1)
+		})
+	}
+}

@@ -45,6 +45,7 @@ var hydrogenMetrics = map[string]dto.MetricType{
 	"hydrogen_memory_stalls_total":          dto.MetricType_COUNTER,
 	"hydrogen_auth_failures_total":          dto.MetricType_COUNTER,
 	"hydrogen_frames_refused_total":         dto.MetricType_COUNTER,
+	"hydrogen_streams_released_total":       dto.MetricType_COUNTER,
 	"hydrogen_tls_handshakes_total":         dto.MetricType_COUNTER,
 	"hydrogen_tls_handshake_failures_total": dto.MetricType_COUNTER,
 	"hydrogen_websocket_upgrades_total":     dto.MetricType_COUNTER,
