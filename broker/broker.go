@@ -411,10 +411,11 @@ func SpawnOnFirstFrame() HandleOption { return func(o *handleOptions) { o.lazy =
 // application actor — once the stream has gone quiet, and makes them
 // again at its next frame, as SpawnOnFirstFrame makes them at the first:
 // the new application actor hears Connected, then that frame's Received.
-// A connection that spoke once and went idle then holds what one that
-// never spoke does: with SpawnOnFirstFrame, no actor at all. (What its
+// A connection that spoke once and went idle then holds no actor, as
+// one that never spoke does with SpawnOnFirstFrame (but for what
+// protoactor's process registry keeps of a name, about 0.5 KB). What its
 // actors held is garbage from then on, and the process's RSS drops only
-// once a garbage collection has run.)
+// once a garbage collection has run.
 //
 // Quiet is: no frame from the stream for about a second (four of the
 // event loops' ticks, which a Config.WriteTimeout, FrameTimeout or

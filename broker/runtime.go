@@ -118,41 +118,6 @@ type ActorStats struct {
 	StreamsReleased   uint64 // times a quiet stream's actors were stopped (ReleaseWhenQuiet)
 }
 
-// registryMaps is how many concurrent maps the actor system's process
-// registry is spread over (shrinkRegistry), each of 32 locked shards.
-const registryMaps = 32
-
-// shrinkRegistry spreads the process registry over n concurrent maps
-// instead of protoactor's 1,024. Those are 32,768 Go maps in all (1,024
-// of 32 shards), and a Go map never gives back the memory it grew: each
-// one an actor's name ever hashed to keeps a 288-byte group, whether or
-// not any actor lives there now. Streams whose actors come and go
-// (SpawnOnFirstFrame, ReleaseWhenQuiet) touch nearly all of them, 9.4 MB
-// for nothing, and the empty ones cost 2.8 MB from the start; 32 × 32
-// maps hold what the actors alive at the busiest moment need, behind
-// 1,024 locks still. Call it before anything is spawned but protoactor's
-// own: what is registered already moves over.
-func shrinkRegistry(reg *actor.ProcessRegistryValue, n int) {
-	old := reg.LocalPIDs.LocalPIDs
-	if len(old) <= n {
-		return
-	}
-	procs := map[string]any{}
-	for i, m := range old {
-		var ids []string
-		m.IterCb(func(id string, p any) { procs[id], ids = p, append(ids, id) })
-		if i < n { // kept, emptied: each name goes where n maps put it
-			for _, id := range ids {
-				m.Remove(id)
-			}
-		}
-	}
-	reg.LocalPIDs = &actor.SliceMap{LocalPIDs: append(old[:0:0], old[:n]...)} // a copy: the others go
-	for id, p := range procs {
-		reg.LocalPIDs.GetBucket(id).Set(id, p)
-	}
-}
-
 // newRuntime starts the actor system and the telemetry actor; Start adds
 // the application.
 func newRuntime(cfg runtimeConfig) (*actorRuntime, error) {
@@ -193,7 +158,6 @@ func newRuntime(cfg runtimeConfig) (*actorRuntime, error) {
 	r.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(actors.QuietHandler(cfg.Logger.Handler())).With("component", "protoactor")
 	}))
-	shrinkRegistry(r.system.ProcessRegistry, registryMaps)
 
 	// Mailboxes handle up to 300 messages before yielding, protoactor's
 	// default. As many workers as cores stay awake under load; blocked
